@@ -1,0 +1,154 @@
+"""The command line: parses arguments and calls :mod:`visionbench.api`; nothing else.
+
+Training options are generated from :class:`visionbench.config.ClassifyConfig`'s fields, so
+``visionbench train --help`` always lists every option with its default and choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from visionbench import __version__
+from visionbench.config import ClassifyConfig, config_fields
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per config field; default ``None`` so only given flags override the config."""
+    group = parser.add_argument_group("training options (override the defaults and --config)")
+    for f in config_fields(ClassifyConfig):
+        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        base = str(f.type).replace(" | None", "")
+        if base == "bool":
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(_flag(f.name), type=_TYPES[base], default=None, choices=f.metadata.get("choices"),
+                               metavar=f.name.upper() if not f.metadata.get("choices") else None, help=help_text)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run options")
+    group.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/<name>-NNN)")
+    group.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="data-loader worker processes (default: 0 for in-memory data, else up to 4)")
+    group.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
+    group.add_argument("--json", action="store_true", help="print metrics.json on stdout and nothing else")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``visionbench`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="visionbench", description="Train, evaluate and compare computer-vision models.",
+        epilog="Run `visionbench COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"visionbench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a model, evaluate it on the test split, write a run directory",
+        description="Train a model (default: cnn-small on the embedded digits), evaluate the best checkpoint "
+                    "on the test split, and write a run directory. Works unchanged under torchrun (DDP).",
+    )
+    train.add_argument("--config", metavar="FILE", help="YAML file of training options (flags override it)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    _add_config_options(train)
+    _add_run_options(train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="re-evaluate a trained run on a test split",
+        description="Evaluate the best checkpoint of RUN_DIR on the test split of its data (or --data).",
+    )
+    evaluate.add_argument("run", metavar="RUN_DIR", help="a run directory made by `visionbench train`")
+    evaluate.add_argument("--data", help="evaluate on this dataset's test split instead (same classes)")
+    _add_run_options(evaluate)
+
+    listing = commands.add_parser("list", help="list registered models, datasets or losses")
+    listing.add_argument("what", choices=("models", "datasets", "losses"))
+    listing.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+    return parser
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    from visionbench.engine.rundir import metrics_json_text
+    from visionbench.engine.train import format_metrics
+
+    if as_json:
+        print(metrics_json_text(result.metrics))
+    else:
+        print(format_metrics(result.metrics))
+        print(f"run directory: {result.run_dir}")
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from visionbench import api
+
+    overrides = {f.name: getattr(args, f.name) for f in config_fields(ClassifyConfig) if getattr(args, f.name) is not None}
+    quiet = args.quiet or args.json
+    if args.resume:
+        if overrides or args.config or args.out:
+            raise ValueError(f"--resume continues {args.resume} with its saved configuration; drop the other "
+                             f"training options ({', '.join(_flag(k) for k in overrides) or '--config/--out'}).")
+        result = api.train(resume=args.resume, device=args.device, workers=args.workers, quiet=quiet)
+    else:
+        result = api.train(config_file=args.config, out=args.out, device=args.device, workers=args.workers,
+                           quiet=quiet, **overrides)
+    if result_is_main():
+        _print_result(result, args.json)
+
+
+def result_is_main() -> bool:
+    """Only rank 0 prints results under torchrun."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from visionbench import api
+
+    result = api.evaluate(args.run, data=args.data, out=args.out, device=args.device, workers=args.workers,
+                          quiet=args.quiet or args.json)
+    if result_is_main():
+        _print_result(result, args.json)
+
+
+def _run_list(args: argparse.Namespace) -> None:
+    if args.what == "models":
+        from visionbench.models import MODELS as registry
+    elif args.what == "datasets":
+        from visionbench.data import DATASETS as registry
+    else:
+        from visionbench.losses import LOSSES as registry
+    for name in registry.names(args.pattern):
+        print(f"{name:<24} {registry.info(name).get('description', '')}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``visionbench`` and ``python -m visionbench``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
+    handlers = {"train": _run_train, "evaluate": _run_evaluate, "list": _run_list}
+    from visionbench.engine.train import NonFiniteLossError
+
+    try:
+        handlers[args.command](args)
+    except ValueError as error:
+        print(f"visionbench {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as error:
+        print(f"visionbench {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

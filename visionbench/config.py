@@ -1,0 +1,197 @@
+"""Typed run configuration: defaults → ``--config file.yaml`` → command-line flags, resolved once.
+
+One frozen dataclass per task (``ClassifyConfig`` for now). Each field carries its help text and,
+where it has a fixed set of values, its choices, so the CLI, the YAML loader and the validation
+all read the same source. The resolved config is saved as ``config.yaml`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TASKS = ("classify",)
+# Tasks that DESIGN.md plans; named so the error can say they are coming rather than unknown.
+PLANNED_TASKS = ("detect", "segment")
+
+
+def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Everything that determines the result of a classification run."""
+
+    task: str = _opt("classify", "what to train", TASKS)
+    data: str = _opt("digits", "dataset: digits | folder:PATH | mnist:PATH | cifar10:PATH")
+    model: str = _opt("cnn-small", "model name (see `visionbench list models`)")
+    weights: str | None = _opt(None, "initial weights: a local .safetensors or .pt state dict")
+    epochs: int = _opt(10, "passes over the training split")
+    batch_size: int = _opt(64, "samples per step, per process")
+    lr: float = _opt(3e-3, "peak learning rate (reached after warmup)")
+    optimizer: str = _opt("adamw", "optimizer", ("sgd", "adam", "adamw"))
+    momentum: float = _opt(0.9, "SGD momentum")
+    nesterov: bool = _opt(False, "SGD Nesterov momentum")
+    weight_decay: float = _opt(5e-4, "L2 / decoupled weight decay")
+    loss: str = _opt("cross_entropy", "loss (see `visionbench list losses`)")
+    label_smoothing: float = _opt(0.1, "cross-entropy label smoothing in [0, 1)")
+    class_weights: str = _opt("none", "loss class weights: none, or balanced (inverse class frequency)", ("none", "balanced"))
+    schedule: str = _opt("cosine", "LR schedule", ("constant", "cosine", "step", "onecycle"))
+    warmup_epochs: float = _opt(1.0, "linear LR warmup length, in epochs")
+    lr_step_epochs: int = _opt(3, "for schedule=step: epochs between LR drops")
+    lr_gamma: float = _opt(0.1, "for schedule=step: LR multiplier at each drop")
+    clip_grad_norm: float | None = _opt(None, "clip the global gradient norm to this value")
+    clip_grad_value: float | None = _opt(None, "clip each gradient element to [-v, v]")
+    amp: bool = _opt(True, "mixed precision (bfloat16/float16 autocast) when on CUDA; ignored on CPU")
+    ema: bool = _opt(False, "keep an exponential moving average of weights and evaluate it")
+    ema_decay: float = _opt(0.999, "EMA decay per step")
+    early_stopping: int = _opt(0, "stop after this many epochs without improvement of --monitor (0: off)")
+    monitor: str = _opt("val_accuracy", "validation metric choosing the best checkpoint", ("val_accuracy", "val_loss"))
+    balance: bool = _opt(False, "class-balanced sampling (each class drawn equally often)")
+    augment: str = _opt("auto", "augmentation preset (auto picks per dataset)", ("auto", "none", "light", "standard"))
+    image_size: int | None = _opt(None, "side of the square model input (default: native size, or the model's minimum)")
+    val_fraction: float = _opt(0.1, "share of samples for validation when the dataset has no val split")
+    test_fraction: float = _opt(0.2, "share of samples for test when the dataset has no test split")
+    seed: int = _opt(0, "seed of the split, initialisation, order and augmentation")
+    checkpoint_every: int = _opt(0, "also checkpoint every N steps within an epoch (0: once per epoch)")
+    eval_batch_size: int = _opt(256, "samples per evaluation step")
+    deterministic: bool = _opt(True, "deterministic kernels (cuDNN)")
+
+
+CONFIG_CLASSES = {"classify": ClassifyConfig}
+
+
+def config_fields(cls: type = ClassifyConfig) -> list[dataclasses.Field]:
+    """The dataclass fields, in declaration order."""
+    return list(dataclasses.fields(cls))
+
+
+def _coerce(name: str, value: Any, annotation: str, source: str) -> Any:
+    """Check ``value`` against the field's annotation (as written in the source, e.g. ``"int | None"``)."""
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise ValueError(f"{name} must not be empty; got None in {source}. Remove the key to use the default.")
+    base = annotation.replace(" | None", "")
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+    elif base == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif base == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif base == "str":
+        if isinstance(value, str):
+            return value
+    raise ValueError(f"{name} must be {base}; got {value!r} in {source}.")
+
+
+def validate(config: ClassifyConfig, source: str = "the configuration") -> ClassifyConfig:
+    """Check every value's type, choices and range; return ``config`` unchanged if valid."""
+    for f in config_fields(type(config)):
+        value = _coerce(f.name, getattr(config, f.name), str(f.type), source)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{f.name} must be one of {list(choices)}; got {value!r} in {source}.{hint}")
+    positive = ("epochs", "batch_size", "eval_batch_size", "lr")
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be > 0; got {getattr(config, name)!r} in {source}.")
+    checks = [
+        ("label_smoothing", 0 <= config.label_smoothing < 1, "in [0, 1)"),
+        ("val_fraction", 0 <= config.val_fraction < 1, "in [0, 1)"),
+        ("test_fraction", 0 <= config.test_fraction < 1, "in [0, 1)"),
+        ("val_fraction + test_fraction", config.val_fraction + config.test_fraction < 1, "< 1"),
+        ("ema_decay", 0 < config.ema_decay < 1, "in (0, 1)"),
+        ("warmup_epochs", config.warmup_epochs >= 0, ">= 0"),
+        ("weight_decay", config.weight_decay >= 0, ">= 0"),
+        ("early_stopping", config.early_stopping >= 0, ">= 0"),
+        ("checkpoint_every", config.checkpoint_every >= 0, ">= 0"),
+        ("image_size", config.image_size is None or config.image_size >= 2, ">= 2"),
+        ("clip_grad_norm", config.clip_grad_norm is None or config.clip_grad_norm > 0, "> 0"),
+        ("clip_grad_value", config.clip_grad_value is None or config.clip_grad_value > 0, "> 0"),
+    ]
+    for name, ok, constraint in checks:
+        if not ok:
+            value = eval_name(config, name)
+            raise ValueError(f"{name} must be {constraint}; got {value!r} in {source}.")
+    from visionbench.data import parse_data_spec
+    from visionbench.losses import LOSSES
+    from visionbench.models import MODELS
+
+    parse_data_spec(config.data)
+    MODELS.check(config.model)
+    LOSSES.check(config.loss)
+    return config
+
+
+def eval_name(config: ClassifyConfig, name: str) -> Any:
+    """Value of a field, or of a ``"a + b"`` sum of fields (for error messages)."""
+    return sum(getattr(config, part.strip()) for part in name.split("+"))
+
+
+def merge(config: ClassifyConfig, overrides: dict[str, Any], source: str) -> ClassifyConfig:
+    """``config`` with ``overrides`` applied; unknown keys are an error naming the valid ones."""
+    valid = {f.name for f in config_fields(type(config))}
+    for key in overrides:
+        if key not in valid:
+            close = difflib.get_close_matches(key, sorted(valid), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown configuration key {key!r} in {source}.{hint} Valid keys: {', '.join(sorted(valid))}.")
+    coerced = {}
+    types = {f.name: str(f.type) for f in config_fields(type(config))}
+    for key, value in overrides.items():
+        coerced[key] = _coerce(key, value, types[key], source)
+    return dataclasses.replace(config, **coerced)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load`` (no object construction)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {str(path)!r} does not exist.") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of key: value; got {type(data).__name__}.")
+    return data
+
+
+def resolve(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ClassifyConfig:
+    """Defaults, then the YAML file, then ``overrides`` (flags or keyword arguments); validated.
+
+    Example:
+        >>> resolve(overrides={"epochs": 3}).epochs
+        3
+    """
+    file_values = load_yaml(config_file) if config_file else {}
+    task = (overrides or {}).get("task") or file_values.get("task") or "classify"
+    if task in PLANNED_TASKS:
+        raise ValueError(f"task {task!r} is not available in this version yet; use --task classify.")
+    if task not in CONFIG_CLASSES:
+        raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
+    config = CONFIG_CLASSES[task]()
+    if file_values:
+        config = merge(config, file_values, str(config_file))
+    if overrides:
+        config = merge(config, overrides, "the command line")
+    return validate(config, str(config_file) if config_file and not overrides else "the configuration")
+
+
+def save_yaml(config: ClassifyConfig, path: Path) -> None:
+    """Write the resolved configuration as YAML, in field order."""
+    path.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))

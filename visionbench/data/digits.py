@@ -1,0 +1,48 @@
+"""scikit-learn's 8×8 handwritten digits, embedded: no file and no download needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from visionbench.data._base import ClassificationData, TensorImageDataset, stratified_split
+
+# The digits are 4-bit intensities (0..16); scaling to 0..255 lets every dataset share one uint8
+# pipeline.
+_DIGITS_MAX = 16.0
+
+
+def load_digits(
+    path: str | None = None, *, seed: int, val_fraction: float, test_fraction: float
+) -> ClassificationData:
+    """The 1,797 digits of ``sklearn.datasets.load_digits`` with a fixed stratified split.
+
+    Args:
+        path: unused (the data ships with scikit-learn); must be ``None``.
+        seed: seed of the stratified split (the default config's seed gives the documented split).
+        val_fraction, test_fraction: split sizes; train gets the rest.
+
+    Returns:
+        Grayscale ``uint8 [N, 1, 8, 8]`` images, classes ``"0"``..``"9"``, ids ``"digits:{i}"``
+        (index into scikit-learn's array).
+    """
+    if path:
+        raise ValueError(f"dataset 'digits' is embedded and takes no path; got {path!r}. Use --data digits.")
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    pixels = np.round(bunch.images * (255.0 / _DIGITS_MAX)).astype(np.uint8)  # (N, 8, 8)
+    images = torch.from_numpy(pixels).unsqueeze(1)  # (N, 1, 8, 8)
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    ids = [f"digits:{i}" for i in range(len(labels))]
+    train_fraction = 1.0 - val_fraction - test_fraction
+    parts = stratified_split(bunch.target, (train_fraction, val_fraction, test_fraction), seed=seed)
+
+    def subset(index: np.ndarray) -> TensorImageDataset:
+        return TensorImageDataset(images[index], labels[index], [ids[i] for i in index])
+
+    train, val, test = (subset(p) for p in parts)
+    return ClassificationData(
+        train=train, val=val, test=test, classes=[str(d) for d in range(10)],
+        in_channels=1, image_size=(8, 8), name="digits",
+    )

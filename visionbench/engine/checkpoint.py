@@ -1,0 +1,99 @@
+"""Atomic checkpoints: weights as safetensors, loop state as a weights-only torch file.
+
+Every file is written to a temporary name in the same directory, flushed to disk, then renamed
+over the old one with ``os.replace`` (atomic on POSIX), so a process killed mid-write leaves the
+previous checkpoint intact and loadable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` then atomically move ``tmp_path`` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a model's ``state_dict`` as safetensors, atomically."""
+    tensors = {name: t.detach().cpu().contiguous() for name, t in state_dict.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a ``.pt``/``.pth`` file (weights only, never code).
+
+    Raises:
+        ValueError: missing or unreadable file, with the path and what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {str(path)!r} does not exist. Give a .safetensors or .pt file.")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as error:
+        raise ValueError(
+            f"cannot read weights from {str(path)!r}: {error}. The file is truncated or not a "
+            "state dict; re-export it (safetensors preferred)."
+        ) from None
+    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ValueError(f"{str(path)!r} does not hold a state dict (name → tensor). Save model.state_dict().")
+    return loaded
+
+
+def load_weights_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``model``, explaining mismatches instead of dumping torch's error."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong_shape = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong_shape:
+        details = "; ".join(
+            part for part in (
+                f"missing {missing[:3]}{'…' if len(missing) > 3 else ''}" if missing else "",
+                f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}" if unexpected else "",
+                f"shape {wrong_shape[:2]}" if wrong_shape else "",
+            ) if part
+        )
+        raise ValueError(
+            f"checkpoint {source!r} does not fit this model ({details}). It was saved from a "
+            "different model, number of classes or input channels; use the same --model and --data."
+        )
+    model.load_state_dict(state_dict)
+
+
+def save_state(state: dict[str, Any], path: Path) -> None:
+    """Write the training-loop state (optimizer, scheduler, RNGs, position) atomically."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read a state file written by :func:`save_state` (``weights_only=True``: no code runs)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
+        raise ValueError(f"cannot read training state {str(path)!r}: {error}. The run cannot be resumed from it.") from None

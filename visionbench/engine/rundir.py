@@ -1,0 +1,131 @@
+"""The run directory: the one place a run's files live, and the unit other commands take.
+
+Layout (``runs/<name>/``): ``config.yaml``, ``history.jsonl``, ``metrics.json``,
+``predictions.csv``, ``checkpoints/{best,last}.safetensors`` + ``checkpoints/last.state.pt``,
+``tensorboard/``, ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+CONFIG = "config.yaml"
+HISTORY = "history.jsonl"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv"
+LOG = "log.txt"
+CHECKPOINTS = "checkpoints"
+BEST_WEIGHTS = f"{CHECKPOINTS}/best.safetensors"
+LAST_WEIGHTS = f"{CHECKPOINTS}/last.safetensors"
+LAST_STATE = f"{CHECKPOINTS}/last.state.pt"
+
+
+def new_run_dir(root: Path, stem: str) -> Path:
+    """A fresh ``root/<stem>-NNN`` directory (created), numbered after the existing ones."""
+    root.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "run"
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(re.escape(stem) + r"-(\d+)", p.name))]
+    number = max(taken, default=0) + 1
+    while True:
+        path = root / f"{stem}-{number:03d}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # another process took it between listing and mkdir
+            number += 1
+
+
+def check_run_dir(path: Path) -> Path:
+    """Raise a clear error unless ``path`` is a visionbench run directory."""
+    if not path.is_dir():
+        raise ValueError(f"run directory {str(path)!r} does not exist. Give a directory made by `visionbench train`.")
+    if not (path / CONFIG).is_file():
+        raise ValueError(
+            f"{str(path)!r} is not a visionbench run directory (no {CONFIG}). "
+            "Give a directory made by `visionbench train`, e.g. runs/digits-cnn-small-001."
+        )
+    return path
+
+
+class RunLog:
+    """Writes timestamped lines to ``log.txt`` and, unless quiet, to stderr."""
+
+    def __init__(self, path: Path | None, *, quiet: bool, stream: TextIO = sys.stderr) -> None:
+        self.path, self.quiet, self.stream = path, quiet, stream
+
+    def __call__(self, message: str) -> None:
+        """Log one message to the file and, unless quiet, to the stream."""
+        self.file(message)
+        if not self.quiet:
+            print(message, file=self.stream, flush=True)
+
+    def file(self, message: str) -> None:
+        """Log one message to ``log.txt`` only (e.g. what the CLI prints on stdout itself)."""
+        if self.path is not None:
+            with open(self.path, "a") as handle:
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def append_history(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one epoch's record to ``history.jsonl``."""
+    with open(run_dir / HISTORY, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def truncate_history(run_dir: Path, before_epoch: int) -> None:
+    """Keep only the records of epochs ``< before_epoch`` (a resumed run redoes the rest)."""
+    path = run_dir / HISTORY
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] < before_epoch]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """All records of ``history.jsonl``."""
+    path = run_dir / HISTORY
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become ``null`` so the file stays valid JSON for every reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def metrics_json_text(metrics: dict[str, Any]) -> str:
+    """The exact text of ``metrics.json`` (also what ``--json`` prints)."""
+    return json.dumps(_json_safe(metrics), indent=2)
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """Write ``metrics.json``."""
+    (run_dir / METRICS).write_text(metrics_json_text(metrics) + "\n")
+
+
+def write_predictions(path: Path, ids: list[str], labels: torch.Tensor, probs: torch.Tensor) -> None:
+    """One CSV row per sample: ``id,label,pred,prob_0..prob_{K-1}``.
+
+    Probabilities are written with 9 significant digits, which round-trips float32 exactly, so
+    every metric can be recomputed from the file.
+    """
+    preds = probs.argmax(dim=1)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label", "pred", *(f"prob_{k}" for k in range(probs.shape[1]))])
+        for sample_id, label, pred, row in zip(ids, labels.tolist(), preds.tolist(), probs.tolist(), strict=True):
+            writer.writerow([sample_id, label, pred, *(f"{p:.9g}" for p in row)])

@@ -1,0 +1,248 @@
+"""Losses: pure functions in :mod:`visionbench.losses.classification`, and a registry of builders.
+
+The engine builds its loss by name through :func:`create_loss`; ``visionbench list losses`` shows
+:func:`list_losses`. Every builder has the same signature
+``(*, num_classes, label_smoothing=0.0, class_weights=None) -> nn.Module`` and returns a
+:class:`ClassificationLoss`, whose ``forward(logits, target)`` calls the functional loss. Class
+weights live in a buffer, so ``loss.to(device)`` moves them with the model.
+
+Example:
+    >>> loss_fn = create_loss("cross_entropy", num_classes=10, label_smoothing=0.1)
+    >>> loss = loss_fn(torch.randn(4, 10), torch.tensor([0, 3, 9, 1]))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from visionbench._registry import Registry
+from visionbench.losses.classification import (
+    binary_cross_entropy,
+    cross_entropy,
+    focal,
+    mae,
+    mse,
+    multiclass_hinge,
+)
+
+__all__ = [
+    "LOSSES",
+    "ClassificationLoss",
+    "binary_cross_entropy",
+    "create_loss",
+    "cross_entropy",
+    "focal",
+    "list_losses",
+    "mae",
+    "mse",
+    "multiclass_hinge",
+]
+
+LOSSES = Registry("loss", plural="losses")
+
+
+class ClassificationLoss(nn.Module):
+    """A functional classification loss bound to its options, as an ``nn.Module``.
+
+    Args:
+        fn: the functional loss, ``fn(logits, target, **options) -> Tensor``.
+        num_classes: K, the number of model outputs the loss expects.
+        class_weights: optional float ``[K]``; stored as the buffer ``class_weights``.
+        weight_arg: the keyword ``fn`` takes the class weights under (``"weight"``/``"alpha"``).
+        **options: other keyword options of ``fn`` (e.g. ``label_smoothing``).
+    """
+
+    class_weights: torch.Tensor | None
+
+    def __init__(
+        self,
+        fn: Callable[..., torch.Tensor],
+        *,
+        num_classes: int,
+        class_weights: torch.Tensor | None = None,
+        weight_arg: str = "weight",
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.fn = fn
+        self.num_classes = num_classes
+        self.weight_arg = weight_arg
+        self.options = options
+        self.register_buffer("class_weights", class_weights)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The mean loss of ``logits`` ``[N, K]`` against labels ``target`` ``[N]``."""
+        if logits.ndim == 2 and logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"logits must have {self.num_classes} columns (num_classes of the loss); got "
+                f"shape {tuple(logits.shape)}. Build the loss with the model's num_classes."
+            )
+        options = dict(self.options)
+        if self.class_weights is not None:
+            options[self.weight_arg] = self.class_weights
+        return self.fn(logits, target, **options)
+
+    def extra_repr(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        weighted = ", class_weights=..." if self.class_weights is not None else ""
+        return f"{self.fn.__name__}, num_classes={self.num_classes}{weighted}" + (f", {options}" if options else "")
+
+
+def _smoothing_names() -> list[str]:
+    return [n for n in LOSSES.names() if LOSSES.info(n).get("label_smoothing", False)]
+
+
+def _build(
+    name: str,
+    fn: Callable[..., torch.Tensor],
+    *,
+    num_classes: int,
+    label_smoothing: float,
+    class_weights: torch.Tensor | None,
+    weight_arg: str = "weight",
+    **options: Any,
+) -> ClassificationLoss:
+    """Validate the shared builder arguments and wrap ``fn`` in a :class:`ClassificationLoss`."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(
+            f"num_classes must be a positive int; got {num_classes!r}. Use the dataset's number of classes."
+        )
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}. Typical values are 0.1.")
+    if label_smoothing != 0.0 and not LOSSES.info(name).get("label_smoothing", False):
+        raise ValueError(
+            f"label_smoothing must be 0 for loss {name!r}; got {label_smoothing!r}. "
+            f"Losses that support label smoothing: {', '.join(map(repr, _smoothing_names()))}."
+        )
+    if label_smoothing != 0.0:
+        options["label_smoothing"] = label_smoothing
+    weights = _check_class_weights(class_weights, num_classes)
+    return ClassificationLoss(fn, num_classes=num_classes, class_weights=weights, weight_arg=weight_arg, **options)
+
+
+def _check_class_weights(class_weights: torch.Tensor | None, num_classes: int) -> torch.Tensor | None:
+    """Raise unless ``class_weights`` is ``[num_classes]``, finite and ``>= 0``; return float."""
+    if class_weights is None:
+        return None
+    if not isinstance(class_weights, torch.Tensor) or class_weights.shape != (num_classes,):
+        got = tuple(class_weights.shape) if isinstance(class_weights, torch.Tensor) else type(class_weights).__name__
+        raise ValueError(
+            f"class_weights must be a tensor of shape [num_classes] = [{num_classes}]; got "
+            f"{got}. Give one weight per class."
+        )
+    weights = class_weights.detach().clone()
+    if not weights.is_floating_point():
+        weights = weights.to(torch.get_default_dtype())
+    if not (torch.isfinite(weights).all() and (weights >= 0).all()):
+        raise ValueError(
+            f"class_weights must be finite and >= 0; got {weights.tolist()!r}. "
+            "Check for empty classes when computing inverse-frequency weights."
+        )
+    return weights
+
+
+@LOSSES.register(
+    "cross_entropy",
+    description="Softmax cross entropy, with optional label smoothing and class weights.",
+    label_smoothing=True,
+)
+def _cross_entropy(
+    *, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None
+) -> nn.Module:
+    return _build(
+        "cross_entropy",
+        cross_entropy,
+        num_classes=num_classes,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
+
+
+@LOSSES.register("bce", description="One-vs-rest binary cross entropy on logits (sigmoid per class).")
+def _bce(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
+    return _build(
+        "bce",
+        binary_cross_entropy,
+        num_classes=num_classes,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
+
+
+@LOSSES.register("hinge", description="Multi-class hinge loss (torch's MultiMarginLoss, margin 1).")
+def _hinge(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
+    return _build(
+        "hinge",
+        multiclass_hinge,
+        num_classes=num_classes,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
+
+
+@LOSSES.register("mse", description="Squared error of softmax probabilities vs one-hot (Brier score / K).")
+def _mse(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
+    return _build(
+        "mse",
+        mse,
+        num_classes=num_classes,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
+
+
+@LOSSES.register("mae", description="Absolute error of softmax probabilities vs one-hot (robust to label noise).")
+def _mae(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
+    return _build(
+        "mae",
+        mae,
+        num_classes=num_classes,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+    )
+
+
+@LOSSES.register("focal", description="Softmax focal loss (Lin et al. 2017), gamma=2; class weights as alpha.")
+def _focal(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
+    return _build(
+        "focal",
+        focal,
+        num_classes=num_classes,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+        weight_arg="alpha",
+    )
+
+
+def create_loss(
+    name: str,
+    *,
+    num_classes: int,
+    label_smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
+) -> nn.Module:
+    """Build the registered loss ``name`` as an ``nn.Module`` called as ``loss(logits, target)``.
+
+    Args:
+        name: a registered name (see :func:`list_losses`), e.g. ``"cross_entropy"``.
+        num_classes: K, the number of model outputs.
+        label_smoothing: ε in ``[0, 1]``; only ``"cross_entropy"`` supports ``ε != 0``.
+        class_weights: optional float ``[K]``, finite and ``>= 0`` (e.g. inverse frequency).
+
+    Returns:
+        The loss module; its class weights are a buffer, so ``.to(device)`` moves them.
+
+    Raises:
+        ValueError: for an unknown name (with close matches suggested) or invalid options.
+    """
+    builder = LOSSES.get(name)
+    return builder(num_classes=num_classes, label_smoothing=label_smoothing, class_weights=class_weights)
+
+
+def list_losses(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered losses matching the shell-style ``pattern``."""
+    return LOSSES.names(pattern)
