@@ -101,7 +101,7 @@ def stratified_split(
         members = members[rng.permutation(len(members))]
         cuts = np.round(bounds * len(members)).astype(int)
         start = 0
-        for part, stop in zip(parts, cuts):
+        for part, stop in zip(parts, cuts, strict=True):
             part.append(members[start:stop])
             start = stop
     return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]

@@ -1,0 +1,114 @@
+"""Exact resume: a run SIGKILLed mid-epoch and resumed ends with bitwise-equal weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from visionbench.engine import checkpoint as ckpt
+from visionbench.engine import rundir
+
+# Small batches give many steps per epoch, so the kill lands mid-epoch; EMA, light augmentation
+# and dropout exercise every piece of state the checkpoint must carry.
+TRAIN_ARGS = [
+    "train", "--data", "digits", "--model", "cnn-small", "--epochs", "3", "--batch-size", "16",
+    "--checkpoint-every", "7", "--ema", "--augment", "light", "--quiet", "--seed", "3",
+]
+
+
+def _visionbench(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same thread count in every run
+    return subprocess.Popen([sys.executable, "-m", "visionbench", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> None:
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+
+
+def _progress(run_dir: Path) -> dict | None:
+    path = run_dir / rundir.LAST_STATE
+    if not path.exists():
+        return None
+    return ckpt.load_state(path)["progress"]
+
+
+def _kill_mid_epoch(run_dir: Path) -> dict:
+    """Start training, SIGKILL it right after a checkpoint inside the second epoch."""
+    process = _visionbench(*TRAIN_ARGS, "--out", str(run_dir))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        progress = _progress(run_dir)
+        if progress and progress["epoch"] == 1 and progress["step_in_epoch"] > 0:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return progress
+        time.sleep(0.01)
+    process.kill()
+    pytest.fail("the run ended before a mid-epoch checkpoint was seen: " + process.stderr.read())
+
+
+def _history_without_timing(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in rundir.read_history(run_dir)]
+
+
+def test_sigkill_mid_epoch_then_resume_gives_bitwise_equal_weights(tmp_path: Path) -> None:
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    reference_process = _visionbench(*TRAIN_ARGS, "--out", str(reference))
+    progress = _kill_mid_epoch(interrupted)
+    _finish(reference_process)
+    assert not (interrupted / rundir.METRICS).exists(), "the kill must land before the run finished"
+    assert progress["epoch"] == 1 and 0 < progress["step_in_epoch"]
+
+    _finish(_visionbench("train", "--resume", str(interrupted), "--quiet"))
+
+    for name in (rundir.LAST_WEIGHTS, rundir.BEST_WEIGHTS):
+        expected, actual = load_file(str(reference / name)), load_file(str(interrupted / name))
+        assert expected.keys() == actual.keys()
+        for key in expected:
+            assert torch.equal(expected[key], actual[key]), f"{name}:{key} differs after resume"
+    assert _history_without_timing(reference) == _history_without_timing(interrupted)
+    assert (reference / rundir.PREDICTIONS).read_text() == (interrupted / rundir.PREDICTIONS).read_text()
+    expected_metrics = json.loads((reference / rundir.METRICS).read_text())
+    assert json.loads((interrupted / rundir.METRICS).read_text()) == expected_metrics
+
+
+def test_kill_during_weights_write_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.safetensors"
+    good = {"w": torch.arange(6.0).reshape(2, 3)}
+    ckpt.save_weights(good, path)
+
+    def die_half_way(tensors: dict, filename: str, metadata: dict | None = None) -> None:
+        save_file(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as handle:  # the process dies with half the file written
+            handle.truncate(os.path.getsize(filename) // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_file", die_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_weights({"w": torch.zeros(2, 3)}, path)
+    assert torch.equal(ckpt.read_weights(path)["w"], good["w"])
+
+
+def test_kill_just_before_rename_keeps_previous_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.state.pt"
+    ckpt.save_state({"progress": {"epoch": 1}}, path)
+
+    def die(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.os, "replace", die)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_state({"progress": {"epoch": 2}}, path)
+    assert ckpt.load_state(path) == {"progress": {"epoch": 1}}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.state.pt"]
