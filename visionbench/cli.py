@@ -132,6 +132,16 @@ def _run_list(args: argparse.Namespace) -> None:
         print(f"{name:<24} {registry.info(name).get('description', '')}")
 
 
+def _message(error: BaseException) -> str:
+    """The user-facing message; errors raised in a DataLoader worker carry the worker's whole
+    traceback in their text, of which only the last line is the message."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``visionbench`` and ``python -m visionbench``; returns the exit code."""
     parser = build_parser()
@@ -144,10 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handlers[args.command](args)
     except ValueError as error:
-        print(f"visionbench {args.command}: error: {error}", file=sys.stderr)
+        print(f"visionbench {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:
-        print(f"visionbench {args.command}: error: {error}", file=sys.stderr)
+        print(f"visionbench {args.command}: error: {_message(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

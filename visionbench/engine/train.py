@@ -250,7 +250,7 @@ def train_step(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor, con
         logits = trainer.model(images)
     loss = trainer.loss_fn(logits.float(), labels)
     if not torch.isfinite(loss):
-        raise NonFiniteLossError(f"loss is {float(loss)}")
+        raise NonFiniteLossError(f"loss is {float(loss.detach())}")
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.scaler.scale(loss).backward()
     if config.clip_grad_norm or config.clip_grad_value:

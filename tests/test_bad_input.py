@@ -1,0 +1,113 @@
+"""Bad input end to end: each case gives one clear message naming the file/record and the fix,
+and nothing already written is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+import visionbench
+from visionbench import cli
+from visionbench.engine import checkpoint as ckpt
+from visionbench.engine import rundir
+from visionbench.engine import train as engine_train
+from visionbench.models import create_model
+
+
+def _folder_dataset(root: Path, per_class: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(args)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_corrupt_image_names_the_file_even_from_a_worker(tmp_path: Path, capsys, workers: str) -> None:
+    root = _folder_dataset(tmp_path / "pets")
+    for split_file in (root / "cat").iterdir():  # corrupt every cat image so each split hits one
+        split_file.write_bytes(b"not a png at all")
+        break
+    (root / "cat" / "0.png").write_bytes(b"\x89PNG broken")
+    code, err = _run_cli(["train", "--data", f"folder:{root}", "--model", "mlp", "--epochs", "1",
+                          "--image-size", "16", "--batch-size", "4", "--workers", workers, "--test-fraction", "0.25",
+                          "--val-fraction", "0.25", "--quiet", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert "0.png" in err and "Remove or replace" in err
+    assert "Traceback" not in err
+
+
+def test_empty_class_folder_is_named(tmp_path: Path, capsys) -> None:
+    root = _folder_dataset(tmp_path / "pets")
+    (root / "bird").mkdir()
+    code, err = _run_cli(["train", "--data", f"folder:{root}", "--quiet", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "bird" in err
+
+
+def test_missing_idx_file_is_named(tmp_path: Path, capsys) -> None:
+    code, err = _run_cli(["train", "--data", f"mnist:{tmp_path}", "--quiet", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "train-images-idx3-ubyte" in err
+
+
+def test_weights_from_a_different_model_are_refused(tmp_path: Path, capsys) -> None:
+    other = create_model("mlp", num_classes=10, in_channels=1, image_size=8)
+    save_file(other.state_dict(), str(tmp_path / "mlp.safetensors"))
+    code, err = _run_cli(["train", "--weights", str(tmp_path / "mlp.safetensors"), "--quiet",
+                          "--out", str(tmp_path / "run")], capsys)
+    assert code == 2
+    assert "does not fit this model" in err and "mlp.safetensors" in err
+
+
+def test_resume_from_a_checkpoint_of_another_model_is_refused(tmp_path: Path, capsys) -> None:
+    run = visionbench.train(model="mlp", epochs=1, out=tmp_path / "run", quiet=True).run_dir
+    config = (run / rundir.CONFIG).read_text().replace("model: mlp", "model: cnn-small")
+    (run / rundir.CONFIG).write_text(config)
+    state = ckpt.load_state(run / rundir.LAST_STATE)
+    state["progress"]["finished"] = False
+    ckpt.save_state(state, run / rundir.LAST_STATE)
+    code, err = _run_cli(["train", "--resume", str(run), "--quiet"], capsys)
+    assert code == 2 and "does not fit this model" in err and "last.state.pt" in err
+
+
+def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    real_create_loss = engine_train.create_loss
+    calls = {"n": 0}
+
+    class LossThatTurnsNan(torch.nn.Module):
+        def __init__(self, loss: torch.nn.Module) -> None:
+            super().__init__()
+            self.loss = loss
+
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            value = self.loss(logits, target)
+            if logits.requires_grad:  # count training steps only, not validation
+                calls["n"] += 1
+                if calls["n"] == 27:
+                    return value * float("nan")
+            return value
+
+    def loss_that_turns_nan(*args, **kwargs):
+        return LossThatTurnsNan(real_create_loss(*args, **kwargs))
+
+    monkeypatch.setattr(engine_train, "create_loss", loss_that_turns_nan)
+    out = tmp_path / "run"
+    with pytest.raises(engine_train.NonFiniteLossError, match="loss is nan at epoch 2, step 7.*last good checkpoint"):
+        visionbench.train(model="mlp", epochs=3, checkpoint_every=5, out=out, quiet=True, val_fraction=0.1)
+    state = ckpt.load_state(out / rundir.LAST_STATE)
+    # 20 steps per epoch: the last checkpoint before step 27 is global step 25 (epoch 2, step 5).
+    assert state["progress"]["global_step"] == 25 and state["progress"]["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert all(torch.isfinite(t).all() for t in ckpt.read_weights(out / rundir.BEST_WEIGHTS).values())
+    assert len(rundir.read_history(out)) == 1  # the finished epoch's record is kept
