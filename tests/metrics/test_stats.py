@@ -1,0 +1,233 @@
+"""Tests for visionbench/metrics/stats.py: vectorised bootstrap and percentile intervals.
+
+``bootstrap_confusion_matrices`` is checked against a slow per-resample loop that draws the same
+indices from the same seeded ``torch.Generator``; ``percentile_interval`` against
+``numpy.percentile`` and ``torch.quantile`` (linear interpolation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from visionbench.metrics import (
+    bootstrap_confusion_matrices,
+    classification_intervals,
+    metric_tensors_from_confusion,
+    metrics_from_confusion,
+    percentile_interval,
+)
+from visionbench.metrics.classification import confusion_matrix
+
+FAST = settings(max_examples=25, deadline=None)
+
+
+@st.composite
+def labelled(draw: st.DrawFn, min_n: int = 1, max_n: int = 30) -> tuple[torch.Tensor, torch.Tensor, int]:
+    k = draw(st.integers(1, 6))
+    n = draw(st.integers(min_n, max_n))
+    preds = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    target = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    return torch.tensor(preds, dtype=torch.int64), torch.tensor(target, dtype=torch.int64), k
+
+
+def slow_bootstrap(preds: torch.Tensor, target: torch.Tensor, k: int, resamples: int, seed: int) -> torch.Tensor:
+    """One resample at a time, counting pair by pair, from the same indices."""
+    n = target.numel()
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, n, (resamples, n), generator=g)
+    out = torch.zeros(resamples, k, k, dtype=torch.int64)
+    for r in range(resamples):
+        for i in draws[r].tolist():
+            out[r, int(target[i]), int(preds[i])] += 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# bootstrap_confusion_matrices
+# --------------------------------------------------------------------------------------------
+
+
+@FAST
+@given(labelled(), st.integers(1, 20), st.integers(0, 2**31 - 1))
+def test_bootstrap_equals_slow_loop(data: tuple, resamples: int, seed: int) -> None:
+    preds, target, k = data
+    got = bootstrap_confusion_matrices(preds, target, k, resamples=resamples, seed=seed)
+    assert got.dtype == torch.int64 and got.shape == (resamples, k, k)
+    assert torch.equal(got, slow_bootstrap(preds, target, k, resamples, seed))
+
+
+@FAST
+@given(labelled(), st.integers(1, 50), st.integers(0, 2**31 - 1))
+def test_bootstrap_each_resample_sums_to_n_and_is_reproducible(data: tuple, resamples: int, seed: int) -> None:
+    preds, target, k = data
+    first = bootstrap_confusion_matrices(preds, target, k, resamples=resamples, seed=seed)
+    assert (first.sum(dim=(1, 2)) == target.numel()).all()
+    assert (first >= 0).all()
+    again = bootstrap_confusion_matrices(preds, target, k, resamples=resamples, seed=seed)
+    assert torch.equal(first, again)
+    # Resampled counts only land where the data has pairs.
+    support = confusion_matrix(preds, target, k) > 0
+    assert (first[:, ~support] == 0).all()
+
+
+def test_bootstrap_seed_changes_resamples_and_global_rng_untouched() -> None:
+    preds = torch.arange(50) % 5
+    target = (torch.arange(50) * 7) % 5
+    state = torch.get_rng_state()
+    a = bootstrap_confusion_matrices(preds, target, 5, resamples=30, seed=1)
+    b = bootstrap_confusion_matrices(preds, target, 5, resamples=30, seed=2)
+    assert not torch.equal(a, b)
+    assert torch.equal(torch.get_rng_state(), state), "the bootstrap must use its own generator"
+
+
+def test_bootstrap_default_resamples() -> None:
+    preds, target = torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0])
+    got = bootstrap_confusion_matrices(preds, target, 2)
+    assert got.shape == (1000, 2, 2)
+    assert torch.equal(got, bootstrap_confusion_matrices(preds, target, 2, resamples=1000, seed=0))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_bootstrap_of_empty_inputs_is_zero_matrices(k: int) -> None:
+    empty = torch.zeros(0, dtype=torch.int64)
+    got = bootstrap_confusion_matrices(empty, empty, k, resamples=7)
+    assert got.shape == (7, k, k) and got.dtype == torch.int64
+    assert int(got.abs().sum()) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# percentile_interval
+# --------------------------------------------------------------------------------------------
+
+
+@FAST
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=200),
+    st.sampled_from([0.5, 0.8, 0.9, 0.95, 0.99]),
+)
+def test_percentile_interval_matches_numpy_and_torch(values: list[float], level: float) -> None:
+    low, high = percentile_interval(torch.tensor(values, dtype=torch.float64), level)
+    assert type(low) is float and type(high) is float
+    tail = (1 - level) / 2
+    atol = 1e-12 * max(abs(v) for v in values)
+    np_low, np_high = np.percentile(np.array(values), [100 * tail, 100 * (1 - tail)], method="linear")
+    assert low == pytest.approx(np_low, rel=1e-12, abs=atol)
+    assert high == pytest.approx(np_high, rel=1e-12, abs=atol)
+    t_low, t_high = torch.quantile(torch.tensor(values, dtype=torch.float64), torch.tensor([tail, 1 - tail], dtype=torch.float64))
+    assert low == pytest.approx(float(t_low), rel=1e-12, abs=atol)
+    assert high == pytest.approx(float(t_high), rel=1e-12, abs=atol)
+    assert low <= high
+    assert min(values) <= low and high <= max(values)
+
+
+@FAST
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=50), st.lists(st.integers(0, 60), max_size=10))
+def test_percentile_interval_ignores_nans(values: list[float], nan_positions: list[int]) -> None:
+    with_nans = list(values)
+    for p in nan_positions:
+        with_nans.insert(min(p, len(with_nans)), math.nan)
+    assert percentile_interval(torch.tensor(with_nans)) == percentile_interval(torch.tensor(values))
+
+
+def test_percentile_interval_default_level_is_95() -> None:
+    values = torch.arange(101, dtype=torch.float64)  # percentiles are the values themselves
+    assert percentile_interval(values) == (2.5, 97.5)
+    assert percentile_interval(values, 0.9) == (5.0, 95.0)
+
+
+def test_percentile_interval_float32_input_is_computed_in_float64() -> None:
+    values = torch.rand(999, generator=torch.Generator().manual_seed(0))
+    low, high = percentile_interval(values)
+    np_low, np_high = np.percentile(values.double().numpy(), [2.5, 97.5])
+    assert low == pytest.approx(np_low, rel=1e-12) and high == pytest.approx(np_high, rel=1e-12)
+
+
+@pytest.mark.parametrize("values", [torch.zeros(0), torch.full((5,), math.nan)], ids=["empty", "all-nan"])
+def test_percentile_interval_without_finite_values_is_nan(values: torch.Tensor) -> None:
+    low, high = percentile_interval(values)
+    assert math.isnan(low) and math.isnan(high)
+
+
+# --------------------------------------------------------------------------------------------
+# classification_intervals
+# --------------------------------------------------------------------------------------------
+
+
+def reasonable_data(n: int = 300, k: int = 4, accuracy: float = 0.8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, k, (n,), generator=g)
+    wrong = torch.rand(n, generator=g) > accuracy
+    preds = torch.where(wrong, torch.randint(0, k, (n,), generator=g), target)
+    return preds, target
+
+
+def test_classification_intervals_contain_point_estimates() -> None:
+    preds, target = reasonable_data()
+    intervals = classification_intervals(preds, target, 4, seed=3)
+    point = metrics_from_confusion(confusion_matrix(preds, target, 4))
+    assert set(intervals) == set(point)
+    for name, (low, high) in intervals.items():
+        assert low <= point[name] <= high, f"{name}: {point[name]} not in [{low}, {high}]"
+        assert 0.0 <= low < high <= 1.0, f"{name}: [{low}, {high}]"
+        # A 95% interval of ~300 samples is a few points wide, not degenerate or the whole range.
+        assert 0.01 < high - low < 0.3, f"{name}: [{low}, {high}]"
+
+
+def test_classification_intervals_reproducible_and_consistent() -> None:
+    preds, target = reasonable_data(n=120, k=3, seed=5)
+    a = classification_intervals(preds, target, 3, resamples=200, seed=11)
+    assert a == classification_intervals(preds, target, 3, resamples=200, seed=11)
+    assert a != classification_intervals(preds, target, 3, resamples=200, seed=12)
+    # Same as composing the public pieces by hand.
+    matrices = bootstrap_confusion_matrices(preds, target, 3, resamples=200, seed=11)
+    by_hand = {name: percentile_interval(v) for name, v in metric_tensors_from_confusion(matrices).items()}
+    assert a == by_hand
+
+
+def test_classification_intervals_custom_metric_fn() -> None:
+    preds, target = reasonable_data(n=80, k=2, seed=1)
+
+    def error_count(cm: torch.Tensor) -> dict[str, torch.Tensor]:
+        assert cm.shape == (50, 2, 2)  # all resamples at once
+        return {"errors": (cm.sum(dim=(-2, -1)) - cm.diagonal(dim1=-2, dim2=-1).sum(-1)).double()}
+
+    intervals = classification_intervals(preds, target, 2, resamples=50, metric_fn=error_count)
+    assert set(intervals) == {"errors"}
+    low, high = intervals["errors"]
+    errors = int((preds != target).sum())
+    assert 0 <= low <= errors <= high <= 80
+
+
+@settings(max_examples=15, deadline=None)
+@given(labelled(), st.integers(0, 2**31 - 1))
+def test_classification_intervals_low_le_high(data: tuple, seed: int) -> None:
+    preds, target, k = data
+    intervals = classification_intervals(preds, target, k, resamples=40, seed=seed)
+    assert set(intervals) == set(metrics_from_confusion(confusion_matrix(preds, target, k)))
+    for name, (low, high) in intervals.items():
+        assert not math.isnan(low) and not math.isnan(high), name
+        assert 0.0 <= low <= high <= 1.0, f"{name}: [{low}, {high}]"
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_classification_intervals_of_empty_inputs(k: int) -> None:
+    # No samples: every resample is the zero matrix, every metric is 0 (zero_division=0), so
+    # every interval is the defined, degenerate (0.0, 0.0) rather than a crash or NaN.
+    empty = torch.zeros(0, dtype=torch.int64)
+    intervals = classification_intervals(empty, empty, k, resamples=20)
+    assert intervals == {name: (0.0, 0.0) for name in metrics_from_confusion(torch.zeros(k, k, dtype=torch.int64))}
+
+
+def test_classification_intervals_single_sample() -> None:
+    # One sample: every resample repeats it, so the interval collapses onto the point estimate.
+    intervals = classification_intervals(torch.tensor([1]), torch.tensor([1]), 3, resamples=20)
+    assert intervals["accuracy"] == (1.0, 1.0)
+    assert intervals["balanced_accuracy"] == (1.0, 1.0)
+    wrong = classification_intervals(torch.tensor([2]), torch.tensor([1]), 3, resamples=20)
+    assert wrong["accuracy"] == (0.0, 0.0)
