@@ -50,8 +50,9 @@ def _isolated(tmp_path, monkeypatch):
 def trained(tmp_path_factory):
     """One real ``train --json --quiet`` run: (exit code, stdout, stderr, run dir)."""
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    code, out, err = run_cli(["train", "--data", "digits", "--model", "mlp", "--epochs", "1",
-                              "--out", str(run_dir), "--json", "--quiet"])
+    code, out, err = run_cli(
+        ["train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--out", str(run_dir), "--json", "--quiet"]
+    )
     return code, out, err, run_dir
 
 
@@ -67,8 +68,24 @@ def read_predictions(path: Path) -> tuple[list[str], list[list[str]]]:
 def test_train_help_lists_every_option():
     code, out, err = run_cli(["train", "--help"])
     assert code == 0, err
-    for option in ("--task", "--data", "--model", "--epochs", "--batch-size", "--lr", "--optimizer", "--loss",
-                   "--seed", "--device", "--workers", "--out", "--config", "--resume", "--quiet", "--json"):
+    for option in (
+        "--task",
+        "--data",
+        "--model",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--optimizer",
+        "--loss",
+        "--seed",
+        "--device",
+        "--workers",
+        "--out",
+        "--config",
+        "--resume",
+        "--quiet",
+        "--json",
+    ):
         assert option in out, option
     for f in config_fields(ClassifyConfig):
         assert flag(f.name) in out, f.name
@@ -107,8 +124,9 @@ def test_console_script_help(tmp_path):
 
 
 def test_python_m_help(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "visionbench", "--help"], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "visionbench", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "train" in done.stdout and "evaluate" in done.stdout
     assert "Traceback" not in done.stderr
@@ -121,11 +139,14 @@ def listed_names(out: str) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("what, expected", [
-    ("models", {"cnn-small", "mlp", "resnet18"}),
-    ("datasets", {"digits", "folder", "mnist", "cifar10"}),
-    ("losses", {"cross_entropy", "focal", "bce"}),
-])
+@pytest.mark.parametrize(
+    "what, expected",
+    [
+        ("models", {"cnn-small", "mlp", "resnet18"}),
+        ("datasets", {"digits", "folder", "mnist", "cifar10"}),
+        ("losses", {"cross_entropy", "focal", "bce"}),
+    ],
+)
 def test_list_prints_the_registered_names(what, expected):
     code, out, err = run_cli(["list", what])
     assert code == 0, err
@@ -160,22 +181,25 @@ def test_list_with_a_pattern_matching_nothing_prints_nothing():
 # ----------------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["train", "--epochs", "ten"], ["--epochs", "ten"]),
-    (["train", "--optimizer", "adamm"], ["--optimizer", "adamm"]),
-    (["train", "--label-smoothing", "1.5"], ["label_smoothing", "1.5"]),
-    (["train", "--epochs", "0"], ["epochs", "0"]),
-    (["train", "--batch-size", "-4"], ["batch_size"]),
-    (["train", "--val-fraction", "0.6", "--test-fraction", "0.5"], ["val_fraction + test_fraction"]),
-    (["train", "--model", "resnet19"], ["resnet19", "resnet18"]),
-    (["train", "--data", "digitz"], ["digitz", "digits"]),
-    (["train", "--loss", "crossentropy"], ["crossentropy", "cross_entropy"]),
-    (["train", "--device", "tpu"], ["tpu"]),
-    (["train", "--config", "missing.yaml"], ["missing.yaml"]),
-    (["train", "--no-such-flag"], ["--no-such-flag"]),
-    (["list", "widgets"], ["widgets"]),
-    (["evaluate"], ["RUN_DIR"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "--epochs", "ten"], ["--epochs", "ten"]),
+        (["train", "--optimizer", "adamm"], ["--optimizer", "adamm"]),
+        (["train", "--label-smoothing", "1.5"], ["label_smoothing", "1.5"]),
+        (["train", "--epochs", "0"], ["epochs", "0"]),
+        (["train", "--batch-size", "-4"], ["batch_size"]),
+        (["train", "--val-fraction", "0.6", "--test-fraction", "0.5"], ["val_fraction + test_fraction"]),
+        (["train", "--model", "resnet19"], ["resnet19", "resnet18"]),
+        (["train", "--data", "digitz"], ["digitz", "digits"]),
+        (["train", "--loss", "crossentropy"], ["crossentropy", "cross_entropy"]),
+        (["train", "--device", "tpu"], ["tpu"]),
+        (["train", "--config", "missing.yaml"], ["missing.yaml"]),
+        (["train", "--no-such-flag"], ["--no-such-flag"]),
+        (["list", "widgets"], ["widgets"]),
+        (["evaluate"], ["RUN_DIR"]),
+    ],
+)
 def test_bad_values_exit_2_with_a_message_and_no_traceback(tmp_path, argv, words):
     code, out, err = run_cli(argv)
     assert code == 2
@@ -244,8 +268,16 @@ def test_train_json_stdout_is_exactly_metrics_json(trained):
 def test_train_writes_the_run_directory(trained):
     code, _, err, run_dir = trained
     assert code == 0, err
-    for name in ("config.yaml", "history.jsonl", "metrics.json", "predictions.csv", "log.txt",
-                 "checkpoints/best.safetensors", "checkpoints/last.safetensors", "checkpoints/last.state.pt"):
+    for name in (
+        "config.yaml",
+        "history.jsonl",
+        "metrics.json",
+        "predictions.csv",
+        "log.txt",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.safetensors",
+        "checkpoints/last.state.pt",
+    ):
         assert (run_dir / name).is_file(), name
         assert (run_dir / name).stat().st_size > 0, name
     events = list((run_dir / "tensorboard").glob("events.out.tfevents*"))
@@ -292,8 +324,9 @@ def test_predictions_csv_recomputes_the_metrics(trained):
 def test_out_that_already_holds_a_run_is_refused(trained):
     _, _, _, run_dir = trained
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    code, out, err = run_cli(["train", "--data", "digits", "--model", "mlp", "--epochs", "1",
-                              "--out", str(run_dir), "--quiet"])
+    code, out, err = run_cli(
+        ["train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--out", str(run_dir), "--quiet"]
+    )
     assert code == 2 and out == ""
     assert "already holds a run" in err and "Traceback" not in err
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}

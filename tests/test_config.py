@@ -172,9 +172,14 @@ def test_bad_choice_lists_choices_and_suggests_adamw(tmp_path):
     assert "'adamw'" in hint_of(message)
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("schedule", "cosin", "cosine"), ("monitor", "val_acuracy", "val_accuracy"), ("augment", "standart", "standard"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("schedule", "cosin", "cosine"),
+        ("monitor", "val_acuracy", "val_accuracy"),
+        ("augment", "standart", "standard"),
+    ],
+)
 def test_bad_choice_suggestions(key, value, expected):
     message = error_of(**{key: value})
     assert key in message and repr(value) in message
@@ -184,15 +189,18 @@ def test_bad_choice_suggestions(key, value, expected):
 # ----------------------------------------------------------------------------------- types
 
 
-@pytest.mark.parametrize("text, key, shown", [
-    ('epochs: "ten"\n', "epochs", "'ten'"),
-    ("lr: true\n", "lr", "True"),
-    ("epochs: 2.5\n", "epochs", "2.5"),
-    ("epochs: true\n", "epochs", "True"),
-    ("nesterov: 1\n", "nesterov", "1"),
-    ("model: 18\n", "model", "18"),
-    ("batch_size: [64]\n", "batch_size", "[64]"),
-])
+@pytest.mark.parametrize(
+    "text, key, shown",
+    [
+        ('epochs: "ten"\n', "epochs", "'ten'"),
+        ("lr: true\n", "lr", "True"),
+        ("epochs: 2.5\n", "epochs", "2.5"),
+        ("epochs: true\n", "epochs", "True"),
+        ("nesterov: 1\n", "nesterov", "1"),
+        ("model: 18\n", "model", "18"),
+        ("batch_size: [64]\n", "batch_size", "[64]"),
+    ],
+)
 def test_wrong_type_in_yaml_is_a_clear_error(tmp_path, text, key, shown):
     path = write(tmp_path, text)
     message = error_of(path)
@@ -210,23 +218,26 @@ def test_wrong_type_in_overrides_is_a_clear_error():
 # ----------------------------------------------------------------------------------- ranges
 
 
-@pytest.mark.parametrize("text, key", [
-    ("label_smoothing: 1.5\n", "label_smoothing"),
-    ("label_smoothing: -0.1\n", "label_smoothing"),
-    ("val_fraction: 0.5\ntest_fraction: 0.5\n", "val_fraction + test_fraction"),
-    ("val_fraction: 0.7\ntest_fraction: 0.6\n", "val_fraction + test_fraction"),
-    ("epochs: 0\n", "epochs"),
-    ("epochs: -3\n", "epochs"),
-    ("batch_size: 0\n", "batch_size"),
-    ("eval_batch_size: 0\n", "eval_batch_size"),
-    ("lr: 0\n", "lr"),
-    ("lr: -0.1\n", "lr"),
-    ("ema_decay: 1.0\n", "ema_decay"),
-    ("warmup_epochs: -1\n", "warmup_epochs"),
-    ("weight_decay: -0.001\n", "weight_decay"),
-    ("image_size: 1\n", "image_size"),
-    ("clip_grad_norm: 0\n", "clip_grad_norm"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("label_smoothing: 1.5\n", "label_smoothing"),
+        ("label_smoothing: -0.1\n", "label_smoothing"),
+        ("val_fraction: 0.5\ntest_fraction: 0.5\n", "val_fraction + test_fraction"),
+        ("val_fraction: 0.7\ntest_fraction: 0.6\n", "val_fraction + test_fraction"),
+        ("epochs: 0\n", "epochs"),
+        ("epochs: -3\n", "epochs"),
+        ("batch_size: 0\n", "batch_size"),
+        ("eval_batch_size: 0\n", "eval_batch_size"),
+        ("lr: 0\n", "lr"),
+        ("lr: -0.1\n", "lr"),
+        ("ema_decay: 1.0\n", "ema_decay"),
+        ("warmup_epochs: -1\n", "warmup_epochs"),
+        ("weight_decay: -0.001\n", "weight_decay"),
+        ("image_size: 1\n", "image_size"),
+        ("clip_grad_norm: 0\n", "clip_grad_norm"),
+    ],
+)
 def test_out_of_range_value_is_a_clear_error(tmp_path, text, key):
     path = write(tmp_path, text)
     message = error_of(path)
@@ -296,11 +307,14 @@ def test_missing_file_names_the_file(tmp_path):
     assert str(path) in message and "does not exist" in message
 
 
-@pytest.mark.parametrize("template", [
-    '!!python/object/apply:os.system ["touch {marker}"]\n',
-    'epochs: !!python/object/apply:os.system ["touch {marker}"]\n',
-    'model: !!python/object/apply:subprocess.check_output [["touch", "{marker}"]]\n',
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        '!!python/object/apply:os.system ["touch {marker}"]\n',
+        'epochs: !!python/object/apply:os.system ["touch {marker}"]\n',
+        'model: !!python/object/apply:subprocess.check_output [["touch", "{marker}"]]\n',
+    ],
+)
 def test_python_object_tag_is_refused_and_runs_nothing(tmp_path, template):
     marker = tmp_path / "PWNED"
     path = write(tmp_path, template.format(marker=marker))
@@ -317,13 +331,33 @@ def test_load_yaml_returns_the_mapping(tmp_path):
 # ----------------------------------------------------------------------------------- save / load
 
 
-@pytest.mark.parametrize("overrides", [
-    {},
-    {"epochs": 3, "lr": 1e-5, "model": "mlp", "optimizer": "sgd", "nesterov": True, "clip_grad_norm": 1.0,
-     "image_size": 32, "weights": "init.safetensors", "warmup_epochs": 0.5, "label_smoothing": 0.0,
-     "val_fraction": 0.15, "test_fraction": 0.25, "schedule": "onecycle", "ema": True, "ema_decay": 0.99,
-     "balance": True, "data": "folder:/data/pets", "seed": 123, "amp": False},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "epochs": 3,
+            "lr": 1e-5,
+            "model": "mlp",
+            "optimizer": "sgd",
+            "nesterov": True,
+            "clip_grad_norm": 1.0,
+            "image_size": 32,
+            "weights": "init.safetensors",
+            "warmup_epochs": 0.5,
+            "label_smoothing": 0.0,
+            "val_fraction": 0.15,
+            "test_fraction": 0.25,
+            "schedule": "onecycle",
+            "ema": True,
+            "ema_decay": 0.99,
+            "balance": True,
+            "data": "folder:/data/pets",
+            "seed": 123,
+            "amp": False,
+        },
+    ],
+)
 def test_save_yaml_then_resolve_round_trips(tmp_path, overrides):
     config = resolve(overrides=overrides)
     path = tmp_path / "config.yaml"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from visionbench import __version__
-from visionbench.config import ClassifyConfig, config_fields
+from visionbench.config import PLANNED_TASKS, TASKS, ClassifyConfig, config_fields
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -30,15 +30,25 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         if base == "bool":
             group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(_flag(f.name), type=_TYPES[base], default=None, choices=f.metadata.get("choices"),
-                               metavar=f.name.upper() if not f.metadata.get("choices") else None, help=help_text)
+            choices = f.metadata.get("choices")
+            if f.name == "task":  # planned tasks reach config.resolve, which says they are coming
+                choices = (*TASKS, *PLANNED_TASKS)
+            group.add_argument(_flag(f.name), type=_TYPES[base], default=None, choices=choices,
+                               metavar=f.name.upper() if not choices else None, help=help_text)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0; got {value}")
+    return value
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run options")
     group.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/<name>-NNN)")
     group.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
-    group.add_argument("--workers", type=int, default=None, metavar="N",
+    group.add_argument("--workers", type=_non_negative_int, default=None, metavar="N",
                        help="data-loader worker processes (default: 0 for in-memory data, else up to 4)")
     group.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
     group.add_argument("--json", action="store_true", help="print metrics.json on stdout and nothing else")
@@ -145,9 +155,10 @@ def _message(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``visionbench`` and ``python -m visionbench``; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["train", *argv]  # `visionbench` alone, or with training flags, means train
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     handlers = {"train": _run_train, "evaluate": _run_evaluate, "list": _run_list}
     from visionbench.engine.train import NonFiniteLossError
 

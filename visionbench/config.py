@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,15 @@ def _coerce(name: str, value: Any, annotation: str, source: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif base == "float":
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; accept what float() accepts.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number; got {value!r} in {source}.")
             return float(value)
     elif base == "str":
         if isinstance(value, str):
@@ -100,8 +109,8 @@ def validate(config: ClassifyConfig, source: str = "the configuration") -> Class
         value = _coerce(f.name, getattr(config, f.name), str(f.type), source)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
-            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ValueError(f"{f.name} must be one of {list(choices)}; got {value!r} in {source}.{hint}")
     positive = ("epochs", "batch_size", "eval_batch_size", "lr")
     for name in positive:
@@ -120,6 +129,9 @@ def validate(config: ClassifyConfig, source: str = "the configuration") -> Class
         ("image_size", config.image_size is None or config.image_size >= 2, ">= 2"),
         ("clip_grad_norm", config.clip_grad_norm is None or config.clip_grad_norm > 0, "> 0"),
         ("clip_grad_value", config.clip_grad_value is None or config.clip_grad_value > 0, "> 0"),
+        ("momentum", 0 <= config.momentum < 1, "in [0, 1)"),
+        ("momentum (with --nesterov)", not config.nesterov or (config.optimizer == "sgd" and config.momentum > 0),
+         "> 0 with optimizer sgd"),
     ]
     for name, ok, constraint in checks:
         if not ok:
@@ -137,7 +149,7 @@ def validate(config: ClassifyConfig, source: str = "the configuration") -> Class
 
 def eval_name(config: ClassifyConfig, name: str) -> Any:
     """Value of a field, or of a ``"a + b"`` sum of fields (for error messages)."""
-    return sum(getattr(config, part.strip()) for part in name.split("+"))
+    return sum(getattr(config, part.strip().split(" ")[0]) for part in name.split("+"))
 
 
 def merge(config: ClassifyConfig, overrides: dict[str, Any], source: str) -> ClassifyConfig:
@@ -145,7 +157,7 @@ def merge(config: ClassifyConfig, overrides: dict[str, Any], source: str) -> Cla
     valid = {f.name for f in config_fields(type(config))}
     for key in overrides:
         if key not in valid:
-            close = difflib.get_close_matches(key, sorted(valid), n=1)
+            close = difflib.get_close_matches(str(key), sorted(valid), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown configuration key {key!r} in {source}.{hint} Valid keys: {', '.join(sorted(valid))}.")
     coerced = {}
@@ -180,16 +192,19 @@ def resolve(config_file: str | Path | None = None, overrides: dict[str, Any] | N
     """
     file_values = load_yaml(config_file) if config_file else {}
     task = (overrides or {}).get("task") or file_values.get("task") or "classify"
+    if not isinstance(task, str):
+        raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
     if task in PLANNED_TASKS:
         raise ValueError(f"task {task!r} is not available in this version yet; use --task classify.")
     if task not in CONFIG_CLASSES:
         raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
     config = CONFIG_CLASSES[task]()
+    file_values = {k: v for k, v in file_values.items() if k != "task"}  # the task is resolved above
     if file_values:
-        config = merge(config, file_values, str(config_file))
+        config = validate(merge(config, file_values, str(config_file)), str(config_file))
     if overrides:
         config = merge(config, overrides, "the command line")
-    return validate(config, str(config_file) if config_file and not overrides else "the configuration")
+    return validate(config, "the command line" if overrides else "the defaults")
 
 
 def save_yaml(config: ClassifyConfig, path: Path) -> None:

@@ -23,7 +23,7 @@ def test_warmup_rises_linearly_to_one(schedule):
     factor = lr_factor_fn(schedule, total_steps=100, warmup_steps=warmup, step_every=30, gamma=0.5)
     values = [factor(s) for s in range(warmup + 1)]
     assert 0 < values[0] < 0.2
-    steps = [b - a for a, b in zip(values, values[1:])]
+    steps = [b - a for a, b in zip(values[:-1], values[1:], strict=True)]
     assert all(d == pytest.approx(steps[0]) for d in steps), values  # linear, no jump at the end
     assert values[warmup] == pytest.approx(1.0)
     assert max(factor(s) for s in range(100)) == pytest.approx(1.0)
@@ -45,7 +45,7 @@ def test_cosine_follows_the_cosine_and_ends_near_zero():
     assert factor(total) == pytest.approx(0.0, abs=1e-12)
     assert factor(total - 1) < 1e-3
     values = [factor(s) for s in range(warmup, total + 1)]
-    assert all(b <= a for a, b in zip(values, values[1:]))  # never rises after the warmup
+    assert all(b <= a for a, b in zip(values[:-1], values[1:], strict=True))  # never rises after the warmup
     assert factor(total + 20) == pytest.approx(0.0, abs=1e-12)  # clamped past the end
 
 

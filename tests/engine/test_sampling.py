@@ -159,7 +159,9 @@ def shard(num_samples: int, batch_size: int, rank: int, world_size: int) -> list
     return [indices for _, _, indices in keys]
 
 
-COMBOS = [(n, w, b) for n in (0, 1, 2, 3, 5, 7, 10, 16, 33, 100, 101) for w in (1, 2, 3, 4, 8) for b in (1, 2, 3, 7, 64)]
+COMBOS = [
+    (n, w, b) for n in (0, 1, 2, 3, 5, 7, 10, 16, 33, 100, 101) for w in (1, 2, 3, 4, 8) for b in (1, 2, 3, 7, 64)
+]
 
 
 @pytest.mark.parametrize("num_samples, world_size, batch_size", COMBOS)

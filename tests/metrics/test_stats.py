@@ -137,8 +137,8 @@ def test_percentile_interval_ignores_nans(values: list[float], nan_positions: li
 
 def test_percentile_interval_default_level_is_95() -> None:
     values = torch.arange(101, dtype=torch.float64)  # percentiles are the values themselves
-    assert percentile_interval(values) == (2.5, 97.5)
-    assert percentile_interval(values, 0.9) == (5.0, 95.0)
+    assert percentile_interval(values) == pytest.approx((2.5, 97.5), rel=1e-12)
+    assert percentile_interval(values, 0.9) == pytest.approx((5.0, 95.0), rel=1e-12)
 
 
 def test_percentile_interval_float32_input_is_computed_in_float64() -> None:
