@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="evaluate on this dataset's test split instead (same classes)")
     _add_run_options(evaluate)
 
-    listing = commands.add_parser("list", help="list registered models, datasets or losses")
-    listing.add_argument("what", choices=("models", "datasets", "losses"))
+    listing = commands.add_parser("list", help="list registered models, datasets, losses or metrics")
+    listing.add_argument("what", choices=("models", "datasets", "losses", "metrics"))
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
     return parser
 
@@ -132,6 +132,15 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
 
 def _run_list(args: argparse.Namespace) -> None:
+    if args.what == "metrics":
+        import fnmatch
+
+        from visionbench.metrics import HIGHER_IS_BETTER
+
+        for name, higher in HIGHER_IS_BETTER.items():
+            if fnmatch.fnmatchcase(name, args.pattern):
+                print(f"{name:<24} {'higher' if higher else 'lower'} is better")
+        return
     if args.what == "models":
         from visionbench.models import MODELS as registry
     elif args.what == "datasets":

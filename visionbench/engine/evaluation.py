@@ -91,7 +91,7 @@ def classification_report(
     report: dict[str, Any] = {"task": "classify", "num_samples": int(predictions.labels.numel())}
     for name, value in values.items():
         report[name] = {"value": value, "ci95": list(intervals[name]), "higher_is_better": HIGHER_IS_BETTER[name]}
-    report["loss"] = {"value": predictions.loss, "ci95": None, "higher_is_better": False}
+    report["loss"] = {"value": predictions.loss, "ci95": None, "higher_is_better": HIGHER_IS_BETTER["loss"]}
     precision, recall, f1 = precision_recall_f1_from_confusion(cm, average="none", zero_division=0)
     report["classes"] = list(classes)
     report["per_class"] = {

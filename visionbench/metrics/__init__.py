@@ -14,7 +14,7 @@ from visionbench.metrics.stats import bootstrap_confusion_matrices, classificati
 
 # Whether a larger value is better, for every scalar metric name visionbench reports.
 HIGHER_IS_BETTER = {
-    "accuracy": True, "balanced_accuracy": True, "log_loss": False,
+    "accuracy": True, "balanced_accuracy": True, "loss": False,
     **{f"{m}_{a}": True for m in ("precision", "recall", "f1") for a in ("macro", "micro", "weighted")},
 }
 
