@@ -7,6 +7,7 @@ Training options are generated from :class:`visionbench.config.ClassifyConfig`'s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -117,8 +118,6 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def result_is_main() -> bool:
     """Only rank 0 prints results under torchrun."""
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -181,4 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `visionbench … | head`: the reader left; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0

@@ -25,6 +25,7 @@ from visionbench.metrics import (
     accuracy_from_confusion,
     balanced_accuracy_from_confusion,
     confusion_matrix,
+    log_loss_terms,
     metric_tensors_from_confusion,
     metrics_from_confusion,
     precision_recall_f1_from_confusion,
@@ -54,7 +55,7 @@ def labelled(draw: st.DrawFn, min_n: int = 1, max_n: int = 40) -> tuple[torch.Te
     target = draw(st.lists(st.sampled_from(target_classes), min_size=n, max_size=n))
     guesses = draw(st.lists(st.sampled_from(pred_classes), min_size=n, max_size=n))
     correct = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    preds = [t if c else g for t, g, c in zip(target, guesses, correct)]
+    preds = [t if c else g for t, g, c in zip(target, guesses, correct, strict=True)]
     return torch.tensor(preds, dtype=torch.int64), torch.tensor(target, dtype=torch.int64), k
 
 
@@ -201,7 +202,7 @@ def test_zero_division_warn_matches_sklearn_values_and_warnings(data: tuple, ave
     assert_close(r, sr, f"recall {where}")
     assert_close(f, sf, f"f1 {where}")
     zero = precision_recall_f1_from_confusion(cm, average=average, zero_division=0)
-    for got, want in zip((p, r, f), zero):
+    for got, want in zip((p, r, f), zero, strict=True):
         assert torch.equal(got, want)
 
     our_warnings = [w for w in ours if issubclass(w.category, UndefinedMetricWarning)]
@@ -359,6 +360,43 @@ def test_metrics_from_confusion_keys_and_values(data: tuple) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# log_loss_terms
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@FAST
+@given(
+    k=st.integers(2, 8),
+    n=st.integers(1, 30),
+    scale=st.sampled_from([0.1, 1.0, 10.0, 100.0]),  # 100: probabilities underflow to the clip
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_log_loss_terms_mean_matches_sklearn(dtype: torch.dtype, k: int, n: int, scale: float, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(scale * torch.randn(n, k, generator=g, dtype=torch.float64), dim=1).to(dtype)
+    target = torch.randint(0, k, (n,), generator=g)
+    terms = log_loss_terms(probs, target)
+    assert terms.shape == (n,) and terms.dtype == torch.float64
+    assert torch.isfinite(terms).all() and (terms >= 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float32 rows may not sum to 1 within sqrt(eps)
+        expected = skm.log_loss(target.numpy(), probs.numpy(), labels=list(range(k)))
+    # scikit-learn computes in the probabilities' dtype; visionbench in float64.
+    rel = 1e-9 if dtype == torch.float64 else 1e-5
+    assert float(terms.mean()) == pytest.approx(expected, rel=rel, abs=1e-12)
+
+
+def test_log_loss_terms_values_and_clipping() -> None:
+    probs = torch.tensor([[0.25, 0.75], [1.0, 0.0], [2.0, 6.0]], dtype=torch.float64)
+    terms = log_loss_terms(probs, torch.tensor([1, 1, 0]))
+    eps = torch.finfo(torch.float64).eps
+    assert terms[0].item() == pytest.approx(-np.log(0.75), rel=1e-15)
+    assert terms[1].item() == pytest.approx(-np.log(eps), rel=1e-12)  # a confident mistake: large, finite
+    assert terms[2].item() == pytest.approx(-np.log(0.25), rel=1e-15)  # rows are renormalised
+
+
+# --------------------------------------------------------------------------------------------
 # ConfusionMatrixAccumulator
 # --------------------------------------------------------------------------------------------
 
@@ -370,7 +408,7 @@ def test_accumulator_streamed_updates_equal_one_call(data: tuple, cuts: list[int
     n = preds.numel()
     bounds = [0, *sorted(min(c, n) for c in cuts), n]
     streamed = ConfusionMatrixAccumulator(k)
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         streamed.update(preds[start:stop], target[start:stop])  # includes empty batches
     whole = ConfusionMatrixAccumulator(k)
     whole.update(preds, target)

@@ -21,6 +21,7 @@ from visionbench.metrics import (
     metric_tensors_from_confusion,
     metrics_from_confusion,
     percentile_interval,
+    stats,
 )
 from visionbench.metrics.classification import confusion_matrix
 
@@ -84,6 +85,17 @@ def test_bootstrap_seed_changes_resamples_and_global_rng_untouched() -> None:
     b = bootstrap_confusion_matrices(preds, target, 5, resamples=30, seed=2)
     assert not torch.equal(a, b)
     assert torch.equal(torch.get_rng_state(), state), "the bootstrap must use its own generator"
+
+
+@pytest.mark.parametrize("max_drawn", [1, 7, 64])
+def test_bootstrap_in_blocks_equals_one_draw(monkeypatch: pytest.MonkeyPatch, max_drawn: int) -> None:
+    # Large N is resampled in blocks to bound memory; the blocks must give exactly the
+    # resamples of one big draw (same seed, same matrices, whatever the block size).
+    preds = torch.arange(13) % 4
+    target = (torch.arange(13) * 3) % 4
+    whole = slow_bootstrap(preds, target, 4, 23, seed=5)
+    monkeypatch.setattr(stats, "_MAX_DRAWN", max_drawn)
+    assert torch.equal(bootstrap_confusion_matrices(preds, target, 4, resamples=23, seed=5), whole)
 
 
 def test_bootstrap_default_resamples() -> None:
@@ -217,11 +229,31 @@ def test_classification_intervals_low_le_high(data: tuple, seed: int) -> None:
 
 @pytest.mark.parametrize("k", [1, 5])
 def test_classification_intervals_of_empty_inputs(k: int) -> None:
-    # No samples: every resample is the zero matrix, every metric is 0 (zero_division=0), so
-    # every interval is the defined, degenerate (0.0, 0.0) rather than a crash or NaN.
+    # No samples: no crash, every metric (and every per-sample mean) is present with the
+    # undefined interval (nan, nan) rather than a made-up (0, 0).
     empty = torch.zeros(0, dtype=torch.int64)
     intervals = classification_intervals(empty, empty, k, resamples=20)
-    assert intervals == {name: (0.0, 0.0) for name in metrics_from_confusion(torch.zeros(k, k, dtype=torch.int64))}
+    assert set(intervals) == set(metrics_from_confusion(torch.zeros(k, k, dtype=torch.int64)))
+    for name, (low, high) in intervals.items():
+        assert math.isnan(low) and math.isnan(high), name
+    with_terms = classification_intervals(empty, empty, k, per_sample={"log_loss": torch.zeros(0)}, resamples=20)
+    assert set(with_terms) == set(intervals) | {"log_loss"}
+    assert all(math.isnan(v) for v in with_terms["log_loss"])
+
+
+def test_classification_intervals_per_sample_means_use_the_same_draws() -> None:
+    preds, target = reasonable_data(n=90, k=3, seed=2)
+    terms = torch.rand(90, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    got = classification_intervals(preds, target, 3, per_sample={"loss": terms}, resamples=100, seed=4)
+    # The matrix metrics are unchanged by adding per-sample values.
+    plain = classification_intervals(preds, target, 3, resamples=100, seed=4)
+    assert {k: v for k, v in got.items() if k != "loss"} == plain
+    # Rebuild the draws: same seed, same torch.randint call.
+    draws = torch.randint(0, 90, (100, 90), generator=torch.Generator().manual_seed(4))
+    low, high = got["loss"]
+    expected = percentile_interval(terms[draws].mean(dim=1))
+    assert low == pytest.approx(expected[0], rel=1e-12) and high == pytest.approx(expected[1], rel=1e-12)
+    assert low <= float(terms.mean()) <= high
 
 
 def test_classification_intervals_single_sample() -> None:

@@ -14,6 +14,7 @@ from visionbench.metrics import (
     HIGHER_IS_BETTER,
     classification_intervals,
     confusion_matrix,
+    log_loss_terms,
     metrics_from_confusion,
     precision_recall_f1_from_confusion,
 )
@@ -87,11 +88,14 @@ def classification_report(
     k = len(classes)
     cm = confusion_matrix(predictions.preds, predictions.labels, k)
     values = metrics_from_confusion(cm)
-    intervals = classification_intervals(predictions.preds, predictions.labels, k, resamples=resamples, seed=seed)
+    per_sample = {"log_loss": log_loss_terms(predictions.probs, predictions.labels)} if predictions.labels.numel() else {}
+    values.update({name: float(terms.mean()) for name, terms in per_sample.items()})
+    intervals = classification_intervals(
+        predictions.preds, predictions.labels, k, per_sample=per_sample, resamples=resamples, seed=seed
+    )
     report: dict[str, Any] = {"task": "classify", "num_samples": int(predictions.labels.numel())}
     for name, value in values.items():
         report[name] = {"value": value, "ci95": list(intervals[name]), "higher_is_better": HIGHER_IS_BETTER[name]}
-    report["loss"] = {"value": predictions.loss, "ci95": None, "higher_is_better": HIGHER_IS_BETTER["loss"]}
     precision, recall, f1 = precision_recall_f1_from_confusion(cm, average="none", zero_division=0)
     report["classes"] = list(classes)
     report["per_class"] = {

@@ -100,11 +100,22 @@ def precision_recall_f1_from_confusion(
     f1 = _divide(2 * tp, predicted + support, zero_division, "F-score")
     if average in ("micro", "none"):
         return precision, recall, f1
-    if average == "weighted":
-        total = support.sum(-1, keepdim=True)
-        weights = support / total.clamp_min(1)
-        return (precision * weights).sum(-1), (recall * weights).sum(-1), (f1 * weights).sum(-1)
-    return precision.mean(-1), recall.mean(-1), f1.mean(-1)
+    weights = support if average == "weighted" else None
+    return _nanaverage(precision, weights), _nanaverage(recall, weights), _nanaverage(f1, weights)
+
+
+def _nanaverage(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the last axis ignoring NaN entries (scikit-learn's ``_nanaverage``): NaN only
+    when every entry is NaN; weights that sum to zero fall back to the plain mean."""
+    valid = ~torch.isnan(values)
+    filled = torch.where(valid, values, torch.zeros_like(values))
+    count = valid.sum(-1)
+    plain = filled.sum(-1) / count.clamp_min(1)
+    if weights is not None:
+        w = torch.where(valid, weights.double(), torch.zeros_like(filled))
+        total = w.sum(-1)
+        plain = torch.where(total > 0, (filled * w).sum(-1) / total.clamp_min(1e-300), plain)
+    return torch.where(count > 0, plain, torch.full_like(plain, float("nan")))
 
 
 def balanced_accuracy_from_confusion(cm: torch.Tensor) -> torch.Tensor:
@@ -131,6 +142,25 @@ def metric_tensors_from_confusion(cm: torch.Tensor) -> dict[str, torch.Tensor]:
 def metrics_from_confusion(cm: torch.Tensor) -> dict[str, float]:
     """:func:`metric_tensors_from_confusion` of one ``[K, K]`` matrix, as Python floats."""
     return {name: float(value) for name, value in metric_tensors_from_confusion(cm).items()}
+
+
+def log_loss_terms(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample negative log-likelihood ``-log p[y]``, whose mean is scikit-learn's ``log_loss``.
+
+    As scikit-learn does, rows are renormalised to sum to 1 and probabilities clipped to
+    ``[eps, 1 - eps]`` with ``eps`` the machine epsilon of ``probs``' dtype, so a confident wrong
+    prediction costs a large finite amount rather than infinity.
+
+    Args:
+        probs: ``float [N, K]`` class probabilities. target: ``int [N]``.
+
+    Returns:
+        ``float64 [N]``.
+    """
+    eps = torch.finfo(probs.dtype).eps
+    p = probs.double()
+    p = (p / p.sum(dim=1, keepdim=True)).clamp(eps, 1 - eps)
+    return -torch.log(p.gather(1, target.long().reshape(-1, 1)).squeeze(1))
 
 
 class ConfusionMatrixAccumulator:
