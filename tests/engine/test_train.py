@@ -11,11 +11,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import visionbench
+from tests.data.test_cifar import make_cifar
+from tests.data.test_mnist import make_mnist
 from visionbench.config import ClassifyConfig
 from visionbench.engine import rundir
 from visionbench.engine.train import balanced_class_weights, balanced_sample_weights, build_data
-from tests.data.test_cifar import make_cifar
-from tests.data.test_mnist import make_mnist
 
 
 def _train(tmp_path: Path, name: str, **overrides) -> visionbench.TrainResult:
