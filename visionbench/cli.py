@@ -16,6 +16,7 @@ from visionbench import __version__
 from visionbench.config import PLANNED_TASKS, TASKS, ClassifyConfig, config_fields
 
 _TYPES = {"int": int, "float": float, "str": str}
+_METAVARS = {"int": "N", "float": "X", "str": "NAME", "data": "SPEC", "weights": "FILE"}
 
 
 def _flag(name: str) -> str:
@@ -35,7 +36,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             if f.name == "task":  # planned tasks reach config.resolve, which says they are coming
                 choices = (*TASKS, *PLANNED_TASKS)
             group.add_argument(_flag(f.name), type=_TYPES[base], default=None, choices=choices,
-                               metavar=f.name.upper() if not choices else None, help=help_text)
+                               metavar=None if choices else _METAVARS.get(f.name, _METAVARS[base]), help=help_text)
 
 
 def _non_negative_int(text: str) -> int:

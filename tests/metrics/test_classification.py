@@ -31,7 +31,7 @@ from visionbench.metrics import (
     precision_recall_f1_from_confusion,
 )
 
-FAST = settings(max_examples=25, deadline=None)
+FAST = settings(max_examples=20, deadline=None)
 AVERAGES = ("micro", "macro", "weighted", "none")
 METRIC_NAMES = {
     "accuracy", "balanced_accuracy",
@@ -281,9 +281,13 @@ def test_empty_confusion_matrix_gives_defined_zeros(k: int) -> None:
     for average in AVERAGES:
         for value in precision_recall_f1_from_confusion(cm, average=average, zero_division=0):
             assert torch.all(value == 0.0)
-    for average in ("micro", "macro", "none"):
+    for average in AVERAGES:
+        # Weighted: all weights are 0, so the plain mean (scikit-learn's _nanaverage fallback).
         for value in precision_recall_f1_from_confusion(cm, average=average, zero_division=1):
             assert torch.all(value == 1.0)
+    for average in AVERAGES:
+        for value in precision_recall_f1_from_confusion(cm, average=average, zero_division="nan"):
+            assert torch.all(torch.isnan(value))
     values, caught = record(metrics_from_confusion, cm)
     assert values == {name: 0.0 for name in METRIC_NAMES}
     assert not [w for w in caught if issubclass(w.category, UndefinedMetricWarning)]
@@ -382,9 +386,10 @@ def test_log_loss_terms_mean_matches_sklearn(dtype: torch.dtype, k: int, n: int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # float32 rows may not sum to 1 within sqrt(eps)
         expected = skm.log_loss(target.numpy(), probs.numpy(), labels=list(range(k)))
-    # scikit-learn computes in the probabilities' dtype; visionbench in float64.
-    rel = 1e-9 if dtype == torch.float64 else 1e-5
-    assert float(terms.mean()) == pytest.approx(expected, rel=rel, abs=1e-12)
+    # scikit-learn computes the log in the probabilities' dtype, visionbench in float64: for
+    # float32, -log(p) near p = 1 carries float32's absolute rounding (~1e-7) on sklearn's side.
+    rel, abs_ = (1e-9, 1e-12) if dtype == torch.float64 else (1e-5, 1e-6)
+    assert float(terms.mean()) == pytest.approx(expected, rel=rel, abs=abs_)
 
 
 def test_log_loss_terms_values_and_clipping() -> None:

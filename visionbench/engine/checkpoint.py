@@ -8,6 +8,7 @@ previous checkpoint intact and loadable.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,12 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run the file's code.
+        raise ValueError(
+            f"refusing to load {str(path)!r}: it holds pickled Python objects, not only tensors, and "
+            "loading it could run code. Save model.state_dict() (safetensors preferred) and use that file."
+        ) from None
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as error:
         raise ValueError(
             f"cannot read weights from {str(path)!r}: {error}. The file is truncated or not a "
@@ -95,5 +102,5 @@ def load_state(path: Path) -> dict[str, Any]:
     """Read a state file written by :func:`save_state` (``weights_only=True``: no code runs)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as error:
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
         raise ValueError(f"cannot read training state {str(path)!r}: {error}. The run cannot be resumed from it.") from None

@@ -147,9 +147,10 @@ def metrics_from_confusion(cm: torch.Tensor) -> dict[str, float]:
 def log_loss_terms(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample negative log-likelihood ``-log p[y]``, whose mean is scikit-learn's ``log_loss``.
 
-    As scikit-learn does, rows are renormalised to sum to 1 and probabilities clipped to
-    ``[eps, 1 - eps]`` with ``eps`` the machine epsilon of ``probs``' dtype, so a confident wrong
-    prediction costs a large finite amount rather than infinity.
+    Probabilities are clipped to ``[eps, 1 - eps]`` with ``eps`` the machine epsilon of
+    ``probs``' dtype (scikit-learn's rule), so a confident wrong prediction costs a large finite
+    amount rather than infinity. Rows are renormalised to sum to 1 first, which changes nothing
+    for softmax outputs.
 
     Args:
         probs: ``float [N, K]`` class probabilities. target: ``int [N]``.
