@@ -184,7 +184,8 @@ class Progress:
     global_step: int = 0
     loss_sum: float = 0.0  # current epoch's train loss sum over its samples so far
     loss_count: int = 0
-    best_value: float | None = None
+    best_value: float | None = None  # of config.monitor
+    best_loss: float | None = None  # val_loss of the best epoch (breaks accuracy ties)
     best_epoch: int = -1
     epochs_without_improvement: int = 0
     finished: bool = False
@@ -305,11 +306,21 @@ def _eval_model(trainer: Trainer, config: ClassifyConfig, data: ClassificationDa
     return model.to(next(trainer.core.parameters()).device)
 
 
-def improved(config: ClassifyConfig, value: float, best: float | None) -> bool:
-    """Whether ``value`` of the monitored metric beats ``best``."""
-    if best is None:
+def improved(config: ClassifyConfig, record: dict[str, Any], progress: Progress) -> bool:
+    """Whether this epoch's ``record`` beats the best so far on ``config.monitor``.
+
+    Accuracy on a small validation split ties often (e.g. 1.0 for several epochs); a tie is
+    broken by the lower validation loss, so the better-converged weights are kept rather than
+    the first to reach the tie.
+    """
+    if progress.best_value is None:
         return True
-    return value > best if config.monitor == "val_accuracy" else value < best
+    value = record[config.monitor]
+    if config.monitor == "val_loss":
+        return value < progress.best_value
+    if value != progress.best_value:
+        return value > progress.best_value
+    return progress.best_loss is not None and record["val_loss"] < progress.best_loss
 
 
 # ----------------------------------------------------------------------------------- fit
@@ -424,9 +435,10 @@ def finish_epoch(
     """Record the epoch, keep the best weights, checkpoint; return whether to stop early."""
     value = record[config.monitor]
     has_val = value == value  # NaN without a validation split: every epoch counts as the best
-    better = (not has_val) or improved(config, value, progress.best_value)
+    better = (not has_val) or improved(config, record, progress)
     if better:
-        progress.best_value, progress.best_epoch, progress.epochs_without_improvement = (value if has_val else None), progress.epoch, 0
+        progress.best_epoch, progress.epochs_without_improvement = progress.epoch, 0
+        progress.best_value, progress.best_loss = (value, record["val_loss"]) if has_val else (None, None)
     else:
         progress.epochs_without_improvement += 1
     if dist.is_main:
