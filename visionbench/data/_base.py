@@ -43,6 +43,22 @@ class TensorImageDataset(Dataset):
         """All labels as ``int64 [N]`` (used for class-balanced sampling and split checks)."""
         return self.labels
 
+    def subset(self, index: np.ndarray | Sequence[int]) -> TensorImageDataset:
+        """The samples at ``index``, as a new dataset (ids kept)."""
+        rows = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        return TensorImageDataset(self.images[rows], self.labels[rows], [self.ids[i] for i in rows.tolist()])
+
+
+def split_off_val(
+    full: TensorImageDataset, *, val_fraction: float, seed: int
+) -> tuple[TensorImageDataset, TensorImageDataset]:
+    """Train and val parts of ``full`` by a seeded stratified split (for datasets whose files
+    hold only train and test)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction!r}. Pass e.g. 0.1.")
+    train_idx, val_idx = stratified_split(full.labels.numpy(), (1.0 - val_fraction, val_fraction), seed=seed)
+    return full.subset(train_idx), full.subset(val_idx)
+
 
 @dataclass(frozen=True)
 class ClassificationData:

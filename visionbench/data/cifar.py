@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visionbench.data._base import ClassificationData, TensorImageDataset, stratified_split
+from visionbench.data._base import ClassificationData, TensorImageDataset, split_off_val
 
 _RECORD_BYTES = 1 + 3 * 32 * 32  # label byte + channel-major 3×32×32 pixels
 _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -77,13 +77,14 @@ def load_cifar10(
     images = np.concatenate([batch_images for batch_images, _ in batches])
     labels = np.concatenate([batch_labels for _, batch_labels in batches])
     ids = [f"{name}:{i}" for name, (_, lab) in zip(_TRAIN_BATCHES, batches, strict=True) for i in range(len(lab))]
-    train_idx, val_idx = stratified_split(labels, (1.0 - val_fraction, val_fraction), seed=seed)
+    full = TensorImageDataset(torch.from_numpy(images), torch.from_numpy(labels), ids)
+    train, val = split_off_val(full, val_fraction=val_fraction, seed=seed)
     test_images, test_labels = read_cifar_batch(directory / f"{_TEST_BATCH}.bin")
     test_ids = [f"{_TEST_BATCH}:{i}" for i in range(len(test_labels))]
     return ClassificationData(
-        train=_dataset(images, labels, ids, train_idx),
-        val=_dataset(images, labels, ids, val_idx),
-        test=_dataset(test_images, test_labels, test_ids, np.arange(len(test_labels))),
+        train=train,
+        val=val,
+        test=TensorImageDataset(torch.from_numpy(test_images), torch.from_numpy(test_labels), test_ids),
         classes=_read_class_names(directory),
         in_channels=3,
         image_size=(32, 32),
@@ -177,12 +178,3 @@ def _read_class_names(directory: Path) -> list[str]:
             "names."
         )
     return names
-
-
-def _dataset(images: np.ndarray, labels: np.ndarray, ids: list[str], index: np.ndarray) -> TensorImageDataset:
-    """Rows ``index`` of ``images [N, 3, 32, 32]`` as a dataset with their ``ids``."""
-    return TensorImageDataset(
-        torch.from_numpy(images[index]),
-        torch.from_numpy(labels[index]),
-        [ids[i] for i in index.tolist()],
-    )

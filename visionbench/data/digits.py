@@ -54,14 +54,10 @@ def load_digits(
     pixels = np.round(raw_images * (255.0 / _DIGITS_MAX)).astype(np.uint8)  # (N, 8, 8)
     images = torch.from_numpy(pixels).unsqueeze(1)  # (N, 1, 8, 8)
     labels = torch.from_numpy(targets)
-    ids = [f"digits:{i}" for i in range(len(labels))]
+    full = TensorImageDataset(images, labels, [f"digits:{i}" for i in range(len(labels))])
     train_fraction = 1.0 - val_fraction - test_fraction
     parts = stratified_split(targets, (train_fraction, val_fraction, test_fraction), seed=seed)
-
-    def subset(index: np.ndarray) -> TensorImageDataset:
-        return TensorImageDataset(images[index], labels[index], [ids[i] for i in index])
-
-    train, val, test = (subset(p) for p in parts)
+    train, val, test = (full.subset(p) for p in parts)
     return ClassificationData(
         train=train, val=val, test=test, classes=[str(d) for d in range(10)],
         in_channels=1, image_size=(8, 8), name="digits",

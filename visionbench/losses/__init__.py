@@ -145,77 +145,29 @@ def _check_class_weights(class_weights: torch.Tensor | None, num_classes: int) -
     return weights
 
 
-@LOSSES.register(
-    "cross_entropy",
-    description="Softmax cross entropy, with optional label smoothing and class weights.",
-    label_smoothing=True,
-)
-def _cross_entropy(
-    *, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None
-) -> nn.Module:
-    return _build(
-        "cross_entropy",
-        cross_entropy,
-        num_classes=num_classes,
-        label_smoothing=label_smoothing,
-        class_weights=class_weights,
-    )
+# name → (functional loss, keyword its class weights go to, one-line description, label smoothing?)
+_TABLE: list[tuple[str, Callable[..., torch.Tensor], str, str, bool]] = [
+    ("cross_entropy", cross_entropy, "weight",
+     "Softmax cross entropy, with optional label smoothing and class weights.", True),
+    ("bce", binary_cross_entropy, "weight", "One-vs-rest binary cross entropy on logits (sigmoid per class).", False),
+    ("hinge", multiclass_hinge, "weight", "Multi-class hinge loss (torch's MultiMarginLoss, margin 1).", False),
+    ("mse", mse, "weight", "Squared error of softmax probabilities vs one-hot (Brier score / K).", False),
+    ("mae", mae, "weight", "Absolute error of softmax probabilities vs one-hot (robust to label noise).", False),
+    ("focal", focal, "alpha", "Softmax focal loss (Lin et al. 2017), gamma=2; class weights as alpha.", False),
+]
 
 
-@LOSSES.register("bce", description="One-vs-rest binary cross entropy on logits (sigmoid per class).")
-def _bce(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
-    return _build(
-        "bce",
-        binary_cross_entropy,
-        num_classes=num_classes,
-        label_smoothing=label_smoothing,
-        class_weights=class_weights,
-    )
+def _builder(name: str, fn: Callable[..., torch.Tensor], weight_arg: str) -> Callable[..., nn.Module]:
+    def build(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
+        return _build(name, fn, num_classes=num_classes, label_smoothing=label_smoothing,
+                      class_weights=class_weights, weight_arg=weight_arg)
+
+    build.__doc__ = f"Build the ``{name}`` loss (see :func:`create_loss`)."
+    return build
 
 
-@LOSSES.register("hinge", description="Multi-class hinge loss (torch's MultiMarginLoss, margin 1).")
-def _hinge(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
-    return _build(
-        "hinge",
-        multiclass_hinge,
-        num_classes=num_classes,
-        label_smoothing=label_smoothing,
-        class_weights=class_weights,
-    )
-
-
-@LOSSES.register("mse", description="Squared error of softmax probabilities vs one-hot (Brier score / K).")
-def _mse(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
-    return _build(
-        "mse",
-        mse,
-        num_classes=num_classes,
-        label_smoothing=label_smoothing,
-        class_weights=class_weights,
-    )
-
-
-@LOSSES.register("mae", description="Absolute error of softmax probabilities vs one-hot (robust to label noise).")
-def _mae(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
-    return _build(
-        "mae",
-        mae,
-        num_classes=num_classes,
-        label_smoothing=label_smoothing,
-        class_weights=class_weights,
-    )
-
-
-@LOSSES.register("focal", description="Softmax focal loss (Lin et al. 2017), gamma=2; class weights as alpha.")
-def _focal(*, num_classes: int, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
-    return _build(
-        "focal",
-        focal,
-        num_classes=num_classes,
-        label_smoothing=label_smoothing,
-        class_weights=class_weights,
-        weight_arg="alpha",
-    )
+for _name, _fn, _weight_arg, _description, _smoothing in _TABLE:
+    LOSSES.register(_name, description=_description, label_smoothing=_smoothing)(_builder(_name, _fn, _weight_arg))
 
 
 def create_loss(
