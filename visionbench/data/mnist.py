@@ -174,7 +174,7 @@ def _find_file(directory: Path, name: str) -> Path:
         f"MNIST directory must contain {name} (or {name}.gz); got {shown!r} in {directory}. "
         "Put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
         "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; gzipped or not) in this folder, e.g. "
-        "with torchvision.datasets.MNIST(root, download=True) and mnist:root."
+        "with torchvision's MNIST dataset class (its download option) and give mnist:ROOT."
     )
 
 

@@ -53,9 +53,8 @@ def predict_split(
     was_training = model.training
     model.eval()
     chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    loss_sum, first = 0.0, loader.batch_sampler or loader.sampler
-    start = getattr(first, "start", 0)
-    seen = 0
+    loss_sum, seen = 0.0, 0
+    start = loader.sampler.start  # first dataset index of this rank's shard
     for images, labels in loader:
         images, labels_dev = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):

@@ -340,7 +340,7 @@ def fit(config: ClassifyConfig, run_dir: Path, runtime: Runtime, *, resume: bool
     log(f"data {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{data.num_classes} classes, input {data.in_channels}x{bundle.image_size[0]}x{bundle.image_size[1]}, "
         f"augment={bundle.augment}")
-    trainer = build_trainer(config, bundle, device)
+    trainer = build_trainer(config, bundle, device, dist.world_size)
     progress = Progress()
     state_path = run_dir / rundir.LAST_STATE
     if resume and state_path.exists():
@@ -359,7 +359,7 @@ def fit(config: ClassifyConfig, run_dir: Path, runtime: Runtime, *, resume: bool
     return test_best(config, bundle, run_dir, runtime, log)
 
 
-def build_trainer(config: ClassifyConfig, bundle: DataBundle, device: torch.device) -> Trainer:
+def build_trainer(config: ClassifyConfig, bundle: DataBundle, device: torch.device, world_size: int = 1) -> Trainer:
     """Model, loss, optimizer, schedule, scaler and EMA, ready on ``device``."""
     data = bundle.data
     model = build_model(config, data, bundle.image_size).to(device)
@@ -369,7 +369,7 @@ def build_trainer(config: ClassifyConfig, bundle: DataBundle, device: torch.devi
         config.optimizer, model.parameters(), lr=config.lr, momentum=config.momentum,
         nesterov=config.nesterov, weight_decay=config.weight_decay,
     )
-    steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(bundle.train), config.batch_size, _world_size())
+    steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(bundle.train), config.batch_size, world_size)
     factor = lr_factor_fn(
         config.schedule, total_steps=config.epochs * steps_per_epoch,
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
@@ -380,10 +380,6 @@ def build_trainer(config: ClassifyConfig, bundle: DataBundle, device: torch.devi
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     ema = ModelEMA(model, config.ema_decay) if config.ema else None
     return Trainer(model, model, loss_fn, optimizer, scheduler, scaler, ema, autocast_dtype)
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def run_epochs(
