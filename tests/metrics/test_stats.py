@@ -1,8 +1,11 @@
 """Tests for visionbench/metrics/stats.py: vectorised bootstrap and percentile intervals.
 
-``bootstrap_confusion_matrices`` is checked against a slow per-resample loop that draws the same
-indices from the same seeded ``torch.Generator``; ``percentile_interval`` against
-``numpy.percentile`` and ``torch.quantile`` (linear interpolation).
+``bootstrap_confusion_matrices`` draws each resample's cell counts from their exact multinomial
+distribution; it is checked against a slow per-resample loop that resamples the samples
+themselves, in distribution (means, variances and covariances of the cells over many resamples,
+within Monte Carlo error) and in the intervals it gives. ``bootstrap_means`` is checked against
+a slow loop drawing the same indices; ``percentile_interval`` against ``numpy.percentile`` and
+``torch.quantile`` (linear interpolation).
 """
 
 from __future__ import annotations
@@ -54,13 +57,25 @@ def slow_bootstrap(preds: torch.Tensor, target: torch.Tensor, k: int, resamples:
 # --------------------------------------------------------------------------------------------
 
 
-@FAST
-@given(labelled(), st.integers(1, 20), st.integers(0, 2**31 - 1))
-def test_bootstrap_equals_slow_loop(data: tuple, resamples: int, seed: int) -> None:
-    preds, target, k = data
-    got = bootstrap_confusion_matrices(preds, target, k, resamples=resamples, seed=seed)
-    assert got.dtype == torch.int64 and got.shape == (resamples, k, k)
-    assert torch.equal(got, slow_bootstrap(preds, target, k, resamples, seed))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bootstrap_matches_resampling_samples_in_distribution(seed: int) -> None:
+    # Cell counts of resampled samples are Multinomial(N, p): compare the first two moments of
+    # 20,000 fast resamples with the exact ones and with the slow sample-resampling loop.
+    g = torch.Generator().manual_seed(seed)
+    n, k, resamples = 40, 3, 20_000
+    target = torch.randint(0, k, (n,), generator=g)
+    preds = torch.where(torch.rand(n, generator=g) < 0.6, target, torch.randint(0, k, (n,), generator=g))
+    fast = bootstrap_confusion_matrices(preds, target, k, resamples=resamples, seed=seed).double().reshape(resamples, -1)
+    p = confusion_matrix(preds, target, k).double().reshape(-1) / n
+    exact_cov = n * (torch.diag(p) - torch.outer(p, p))
+    assert torch.allclose(fast.mean(0), n * p, atol=4 * (exact_cov.diagonal().sqrt().max() / resamples**0.5) + 1e-9)
+    assert torch.allclose(torch.cov(fast.T), exact_cov, atol=0.08 * float(exact_cov.abs().max()))
+    slow = slow_bootstrap(preds, target, k, 2000, seed).double().reshape(2000, -1)
+    assert torch.allclose(slow.mean(0), fast.mean(0), atol=0.25)
+    fast_acc = fast[:, [0, 4, 8]].sum(1) / n
+    slow_acc = slow[:, [0, 4, 8]].sum(1) / n
+    for a, b in zip(percentile_interval(fast_acc), percentile_interval(slow_acc), strict=True):
+        assert abs(a - b) <= 0.04
 
 
 @FAST
@@ -88,14 +103,16 @@ def test_bootstrap_seed_changes_resamples_and_global_rng_untouched() -> None:
 
 
 @pytest.mark.parametrize("max_drawn", [1, 7, 64])
-def test_bootstrap_in_blocks_equals_one_draw(monkeypatch: pytest.MonkeyPatch, max_drawn: int) -> None:
-    # Large N is resampled in blocks to bound memory; the blocks must give exactly the
-    # resamples of one big draw (same seed, same matrices, whatever the block size).
-    preds = torch.arange(13) % 4
-    target = (torch.arange(13) * 3) % 4
-    whole = slow_bootstrap(preds, target, 4, 23, seed=5)
-    monkeypatch.setattr(stats, "_MAX_DRAWN", max_drawn)
-    assert torch.equal(bootstrap_confusion_matrices(preds, target, 4, resamples=23, seed=5), whole)
+def test_bootstrap_means_in_blocks_equal_one_draw(monkeypatch: pytest.MonkeyPatch, max_drawn: int) -> None:
+    # Per-sample means are resampled in blocks to bound memory; the blocks must give exactly
+    # the resamples of one big draw (same seed, same means, whatever the block size), which a
+    # slow loop over the same indices reproduces.
+    values = torch.arange(13, dtype=torch.float64).square()
+    draws = torch.randint(0, 13, (23 * 13,), generator=torch.Generator().manual_seed(5)).view(23, 13)
+    expected = torch.tensor([sum(float(values[i]) for i in row.tolist()) / 13 for row in draws], dtype=torch.float64)
+    monkeypatch.setattr(stats, "_BLOCK_ELEMENTS", max_drawn)
+    got = stats.bootstrap_means(values, resamples=23, seed=5)
+    assert torch.allclose(got, expected, rtol=1e-12, atol=0)
 
 
 def test_bootstrap_default_resamples() -> None:
@@ -241,15 +258,15 @@ def test_classification_intervals_of_empty_inputs(k: int) -> None:
     assert all(math.isnan(v) for v in with_terms["log_loss"])
 
 
-def test_classification_intervals_per_sample_means_use_the_same_draws() -> None:
+def test_classification_intervals_per_sample_means_are_bootstrap_means() -> None:
     preds, target = reasonable_data(n=90, k=3, seed=2)
     terms = torch.rand(90, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     got = classification_intervals(preds, target, 3, per_sample={"loss": terms}, resamples=100, seed=4)
     # The matrix metrics are unchanged by adding per-sample values.
     plain = classification_intervals(preds, target, 3, resamples=100, seed=4)
     assert {k: v for k, v in got.items() if k != "loss"} == plain
-    # Rebuild the draws: same seed, same torch.randint call.
-    draws = torch.randint(0, 90, (100, 90), generator=torch.Generator().manual_seed(4))
+    # Each per-sample mean is resampled on its own stream (seed + its position), see the docs.
+    draws = torch.randint(0, 90, (100 * 90,), generator=torch.Generator().manual_seed(5)).view(100, 90)
     low, high = got["loss"]
     expected = percentile_interval(terms[draws].mean(dim=1))
     assert low == pytest.approx(expected[0], rel=1e-12) and high == pytest.approx(expected[1], rel=1e-12)

@@ -13,7 +13,8 @@ from visionbench.metrics.classification import (
 )
 from visionbench.metrics.stats import (
     bootstrap_confusion_matrices,
-    bootstrap_statistics,
+    bootstrap_means,
+    multinomial_resamples,
     classification_intervals,
     percentile_interval,
 )
@@ -26,7 +27,7 @@ HIGHER_IS_BETTER = {
 
 __all__ = [
     "HIGHER_IS_BETTER", "ConfusionMatrixAccumulator", "UndefinedMetricWarning", "accuracy_from_confusion",
-    "balanced_accuracy_from_confusion", "bootstrap_confusion_matrices", "bootstrap_statistics", "classification_intervals",
+    "balanced_accuracy_from_confusion", "bootstrap_confusion_matrices", "bootstrap_means", "classification_intervals", "multinomial_resamples",
     "confusion_matrix", "log_loss_terms", "metric_tensors_from_confusion", "metrics_from_confusion", "percentile_interval",
     "precision_recall_f1_from_confusion",
 ]

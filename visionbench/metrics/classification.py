@@ -14,6 +14,8 @@ from typing import Literal
 
 import torch
 
+from visionbench.metrics._confusion import count_pairs
+
 Average = Literal["micro", "macro", "weighted", "none"]
 ZeroDivision = Literal["warn", 0, 1, "nan"]
 
@@ -41,14 +43,7 @@ def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int
     preds, target = preds.reshape(-1).long(), target.reshape(-1).long()
     if preds.shape != target.shape:
         raise ValueError(f"preds and target must have the same length; got {preds.numel()} and {target.numel()}")
-    for name, values in (("preds", preds), ("target", target)):
-        if values.numel() and (int(values.min()) < 0 or int(values.max()) >= num_classes):
-            bad = values[(values < 0) | (values >= num_classes)][0].item()
-            raise ValueError(
-                f"{name} must be in [0, {num_classes}); got {bad}. Check num_classes or the labels."
-            )
-    pair = target * num_classes + preds
-    return torch.bincount(pair, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return count_pairs(preds, target, num_classes).reshape(num_classes, num_classes)
 
 
 def _divide(numer: torch.Tensor, denom: torch.Tensor, zero_division: ZeroDivision, what: str) -> torch.Tensor:

@@ -1,5 +1,17 @@
-"""Bootstrap confidence intervals, vectorised: resamples are processed in blocks, each block with
-one gather and one ``bincount``, never a Python loop per resample."""
+"""Bootstrap confidence intervals, vectorised over resamples (no Python loop per resample).
+
+Two exact shortcuts keep 1,000 resamples of 100k predictions under a second on 2 cores:
+
+* **Confusion-matrix metrics.** Resampling N samples with replacement and counting them by
+  (true, predicted) cell gives cell counts distributed as Multinomial(N, cell frequencies). So the
+  R resampled matrices are drawn directly, one binomial per non-empty cell for all R resamples at
+  once (the conditional-binomial construction of a multinomial), instead of drawing R × N indices.
+* **Means of per-sample values** (e.g. log-loss terms): indices are drawn in cache-sized blocks
+  into reused buffers, and each resample's mean is a sum over its block row.
+
+Each metric's interval is a marginal percentile interval, so the two families may use
+independent draws.
+"""
 
 from __future__ import annotations
 
@@ -9,58 +21,65 @@ import torch
 
 from visionbench.metrics.classification import metric_tensors_from_confusion
 
-# Upper bound on indices drawn at once (R_block * N), so memory stays bounded for large N:
-# 2**24 int64 indices are 128 MiB.
-_MAX_DRAWN = 2**24
+# Indices drawn per block when resampling per-sample values: 2**21 int64 = 16 MiB, reused.
+_BLOCK_ELEMENTS = 1 << 21
 
 
-def bootstrap_statistics(
-    num_samples: int, statistic: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, resamples: int = 1000,
-    seed: int = 0,
-) -> dict[str, torch.Tensor]:
-    """Values of ``statistic`` on ``resamples`` bootstrap resamples of ``num_samples`` samples.
+def multinomial_resamples(counts: torch.Tensor, *, resamples: int, generator: torch.Generator) -> torch.Tensor:
+    """Bootstrap resamples of a table of counts: ``int64 [R, *counts.shape]``.
 
-    Args:
-        num_samples: N; each resample draws N sample indices with replacement.
-        statistic: maps a block of index draws ``int64 [R_block, N]`` to named values
-            ``[R_block]``.
-        resamples: R. seed: seed of the draws (same seed, same resamples).
-
-    Returns:
-        Each name's values over all resamples, ``[R]``.
+    Resampling the N = ``counts.sum()`` underlying samples with replacement gives cell counts
+    distributed as Multinomial(N, counts / N); it is drawn cell by cell as
+    ``x_j ~ Binomial(N - sum_{i<j} x_i, c_j / (N - sum_{i<j} c_i))``, vectorised over resamples.
+    Empty cells stay empty, and every resample sums to N.
     """
-    generator = torch.Generator().manual_seed(seed)
-    block = max(1, _MAX_DRAWN // max(num_samples, 1))
-    parts: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, resamples, block):
-        count = min(block, resamples - start)
-        draws = torch.randint(0, max(num_samples, 1), (count, num_samples), generator=generator)  # (R_block, N)
-        for name, values in statistic(draws).items():
-            parts.setdefault(name, []).append(values)
-    return {name: torch.cat(values) for name, values in parts.items()}
-
-
-def confusion_matrices_of_draws(pair: torch.Tensor, draws: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Confusion matrices ``[R, K, K]`` of the resamples ``draws`` ``[R, N]``.
-
-    ``pair`` is ``true * K + pred`` per sample; all R matrices come from one ``bincount`` over
-    ``resample * K² + pair``.
-    """
-    r, k2 = draws.shape[0], num_classes * num_classes
-    offsets = torch.arange(r).unsqueeze(1) * k2  # (R, 1)
-    flat = (pair[draws] + offsets).reshape(-1)
-    return torch.bincount(flat, minlength=r * k2).reshape(r, num_classes, num_classes)
+    flat = counts.reshape(-1).long()
+    cells = torch.nonzero(flat).flatten()
+    sizes = flat[cells].tolist()
+    drawn = torch.empty(len(sizes), resamples, dtype=torch.float64)  # (cells, R): one row per cell
+    left = sum(sizes)  # samples of the original table not yet assigned to a cell
+    remaining = torch.full((resamples,), float(left), dtype=torch.float64)
+    share = torch.empty(resamples, dtype=torch.float64)
+    for row, size in enumerate(sizes[:-1]):
+        share.fill_(size / left)
+        drawn[row] = torch.binomial(remaining, share, generator=generator)
+        remaining -= drawn[row]
+        left -= size
+    if sizes:
+        drawn[-1] = remaining
+    out = torch.zeros(resamples, flat.numel(), dtype=torch.int64)
+    out[:, cells] = drawn.t().long()
+    return out.reshape(resamples, *counts.shape)
 
 
 def bootstrap_confusion_matrices(
     preds: torch.Tensor, target: torch.Tensor, num_classes: int, *, resamples: int = 1000, seed: int = 0
 ) -> torch.Tensor:
     """Confusion matrices ``int64 [R, K, K]`` of ``resamples`` bootstrap resamples of the samples."""
-    pair = target.long() * num_classes + preds.long()
-    values = bootstrap_statistics(
-        pair.numel(), lambda d: {"cm": confusion_matrices_of_draws(pair, d, num_classes)}, resamples=resamples, seed=seed
-    )
-    return values["cm"]
+    from visionbench.metrics.classification import confusion_matrix
+
+    generator = torch.Generator().manual_seed(seed)
+    return multinomial_resamples(confusion_matrix(preds, target, num_classes), resamples=resamples, generator=generator)
+
+
+def bootstrap_means(values: torch.Tensor, *, resamples: int = 1000, seed: int = 0) -> torch.Tensor:
+    """Means of ``resamples`` bootstrap resamples of ``values [N]``: ``float64 [R]``."""
+    n = values.numel()
+    if n == 0:
+        return torch.full((resamples,), float("nan"), dtype=torch.float64)
+    values = values.double().contiguous()
+    generator = torch.Generator().manual_seed(seed)
+    rows = max(1, _BLOCK_ELEMENTS // n)
+    index = torch.empty(min(rows, resamples) * n, dtype=torch.int64)
+    picked = torch.empty(index.numel(), dtype=torch.float64)
+    means = torch.empty(resamples, dtype=torch.float64)
+    for start in range(0, resamples, rows):
+        count = min(rows, resamples - start)
+        block = index[: count * n]
+        torch.randint(0, n, (count * n,), generator=generator, out=block)
+        torch.index_select(values, 0, block, out=picked[: count * n])
+        means[start : start + count] = picked[: count * n].view(count, n).sum(dim=1) / n
+    return means
 
 
 def percentile_interval(values: torch.Tensor, level: float = 0.95) -> tuple[float, float]:
@@ -83,18 +102,18 @@ def classification_intervals(
     Args:
         preds, target: ``int [N]``.
         per_sample: optional named per-sample values ``[N]`` (e.g. ``log_loss`` terms) whose mean
-            is a reported metric; resampled with the same draws as the matrix.
+            is a reported metric.
+        resamples, seed: number of bootstrap resamples and their seed.
         metric_fn: maps ``[R, K, K]`` matrices to named ``[R]`` values.
+
+    Returns:
+        ``(low, high)`` per metric name; ``(nan, nan)`` when there are no samples.
     """
+    matrices = bootstrap_confusion_matrices(preds, target, num_classes, resamples=resamples, seed=seed)
     if target.numel() == 0:
-        return {name: (float("nan"), float("nan")) for name in [*metric_fn(torch.zeros(1, num_classes, num_classes, dtype=torch.int64)), *(per_sample or {})]}
-    pair = target.long() * num_classes + preds.long()
-
-    def statistic(draws: torch.Tensor) -> dict[str, torch.Tensor]:
-        values = metric_fn(confusion_matrices_of_draws(pair, draws, num_classes))
-        for name, terms in (per_sample or {}).items():
-            values[name] = terms.double()[draws].mean(dim=1)
-        return values
-
-    values = bootstrap_statistics(pair.numel(), statistic, resamples=resamples, seed=seed)
-    return {name: percentile_interval(v) for name, v in values.items()}
+        names = [*metric_fn(matrices[:1]), *(per_sample or {})]
+        return {name: (float("nan"), float("nan")) for name in names}
+    intervals = {name: percentile_interval(values) for name, values in metric_fn(matrices).items()}
+    for offset, (name, terms) in enumerate((per_sample or {}).items(), start=1):
+        intervals[name] = percentile_interval(bootstrap_means(terms, resamples=resamples, seed=seed + offset))
+    return intervals
