@@ -1,0 +1,96 @@
+"""Predictions files of any tool: CSV, JSON and NPZ, and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from visionbench.data.predictions import read_predictions_file
+
+
+def _write_csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_csv_with_preds(tmp_path: Path) -> None:
+    table = read_predictions_file(_write_csv(tmp_path / "p.csv", "id,label,pred\na,0,1\nb,2,2\n"))
+    assert table.ids == ["a", "b"] and table.labels.tolist() == [0, 2] and table.preds.tolist() == [1, 2]
+    assert table.probs is None and table.num_classes == 3
+
+
+def test_csv_with_probabilities_and_quoted_ids(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path / "p.csv", 'id,label,prob_0,prob_1\n"x,1",1,0.25,0.75\ny,0,0.9,0.1\n')
+    table = read_predictions_file(path)
+    assert table.ids == ["x,1", "y"] and table.preds.tolist() == [1, 0]
+    assert torch.equal(table.probs, torch.tensor([[0.25, 0.75], [0.9, 0.1]], dtype=torch.float64))
+
+
+def test_num_classes_for_classes_in_neither_column(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path / "p.csv", "label,pred\n0,1\n1,1\n")
+    assert read_predictions_file(path).num_classes == 2
+    assert read_predictions_file(path, num_classes=5).num_classes == 5
+    assert read_predictions_file(path).ids == ["0", "1"]  # no id column: row numbers
+
+
+def test_json_records_and_columns(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_text(json.dumps([{"id": "a", "label": 1, "probs": [0.2, 0.8]},
+                                                 {"id": "b", "label": 0, "probs": [0.6, 0.4]}]))
+    records = read_predictions_file(tmp_path / "r.json")
+    assert records.preds.tolist() == [1, 0]
+    (tmp_path / "c.json").write_text(json.dumps({"id": ["a", "b"], "label": [1, 0], "pred": [1, 1]}))
+    columns = read_predictions_file(tmp_path / "c.json")
+    assert columns.preds.tolist() == [1, 1] and columns.probs is None
+
+
+def test_npz(tmp_path: Path) -> None:
+    np.savez(tmp_path / "p.npz", label=np.array([0, 1, 2]), probs=np.eye(3)[[0, 2, 2]], id=np.array(["a", "b", "c"]))
+    table = read_predictions_file(tmp_path / "p.npz")
+    assert table.preds.tolist() == [0, 2, 2] and table.ids == ["a", "b", "c"]
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path: Path) -> None:
+    np.savez(tmp_path / "p.npz", label=np.array([0, 1], dtype=object), pred=np.array([0, 1]))
+    with pytest.raises(ValueError, match="p.npz"):
+        read_predictions_file(tmp_path / "p.npz")
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("", r"p\.csv:1: the file is empty"),
+    ("id,pred\na,1\n", r"p\.csv:1: .*'label' column"),
+    ("id,label\na,1\n", r"p\.csv:1: .*'pred' or prob_0"),
+    ("id,label,prob_0,prob_2\na,1,0.5,0.5\n", r"without gaps"),
+    ("id,label,pred\na,1,1\nb,1\n", r"p\.csv:3: expected 3 fields"),
+    ("id,label,pred\na,1,1\nb,x,1\n", r"p\.csv:3: label must be a class index.*'x'"),
+    ("id,label,pred\na,1,-1\n", r"p\.csv:2: pred must be a class index"),
+    ("id,label,pred\na,1,1.5\n", r"p\.csv:2: pred must be a class index"),
+    ("id,label,prob_0,prob_1\na,1,nan,0.5\n", r"p\.csv:2: probabilities must be finite"),
+    ("id,label,prob_0,prob_1\na,1,1.5,0.5\n", r"p\.csv:2: .*softmax"),
+    ("id,label,prob_0,prob_1\na,3,0.5,0.5\n", r"p\.csv:2: label 3 is outside the 2 classes"),
+    ("id,label,pred\na,1,1\na,0,0\n", r"p\.csv:3: id 'a' appears twice"),
+    ("id,label,pred\n", r"holds no predictions"),
+])
+def test_malformed_csv_names_file_line_and_problem(tmp_path: Path, text: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        read_predictions_file(_write_csv(tmp_path / "p.csv", text))
+
+
+def test_other_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        read_predictions_file(tmp_path / "missing.csv")
+    (tmp_path / "p.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"\.csv, \.json or \.npz"):
+        read_predictions_file(tmp_path / "p.txt")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_predictions_file(tmp_path / "bad.json")
+    (tmp_path / "r.json").write_text(json.dumps([{"label": 1, "pred": 1}, {"label": 1}]))
+    with pytest.raises(ValueError, match="record 1"):
+        read_predictions_file(tmp_path / "r.json")
+    path = _write_csv(tmp_path / "k.csv", "label,prob_0,prob_1\n0,0.5,0.5\n")
+    with pytest.raises(ValueError, match="--num-classes 3 does not match the 2 probability columns"):
+        read_predictions_file(path, num_classes=3)
