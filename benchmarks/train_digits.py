@@ -76,7 +76,7 @@ def bench_step_overhead(tmp: Path) -> dict:
     run_dir.mkdir()
 
     # The plain loop gets the same normalised tensors, model, batch size, optimizer and loss.
-    data = load_dataset(config.data, seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
+    data = load_dataset(config.data, seed=config.split_seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction)
     images = data.train.images.float() / 255
     images = (images - images.mean()) / images.std()
     loader = DataLoader(TensorDataset(images, data.train.labels), batch_size=config.batch_size, shuffle=True)
@@ -116,7 +116,7 @@ def bench_other_splits(tmp: Path, seeds: range) -> list[tuple[int, float, float]
     """Robustness: (seed, visionbench default accuracy, SVC accuracy) on other seeded splits."""
     rows = []
     for seed in seeds:
-        result = visionbench.train(seed=seed, out=tmp / f"seed{seed}", quiet=True)
+        result = visionbench.train(seed=seed, split_seed=seed, out=tmp / f"seed{seed}", quiet=True)
         rows.append((seed, result.metrics["accuracy"]["value"], bench_svc(seed)["accuracy"]))
     return rows
 

@@ -148,3 +148,72 @@ def evaluate(
     finally:
         shutdown_distributed()
     return EvaluateResult(run_dir=run_dir, metrics=metrics, config=config)
+
+
+COMPARE_JSON = "compare.json"
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What :func:`compare` returns: the run directory it wrote and the comparison (``compare.json``)."""
+
+    run_dir: Path
+    result: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The same dict, under the name the other results use (``metrics.json``)."""
+        return self.result
+
+
+def compare(
+    runs: list[str | Path], *, out: str | Path | None = None, resamples: int = 1000, seed: int = 0,
+    quiet: bool = False,
+) -> CompareResult:
+    """Compare two or more runs on the same test samples and write a run directory.
+
+    Every pair gets the exact McNemar test on per-sample correctness and a paired bootstrap of
+    accuracy, balanced accuracy and the macro F1/precision/recall (difference, 95% interval,
+    p-value); with three runs or more the p-values are also Holm-adjusted across pairs. See
+    :func:`visionbench.comparison.compare_runs` for the result's layout.
+
+    Args:
+        runs: two or more run directories with ``predictions.csv`` on the same test samples.
+        out: the run directory to write (default: a fresh ``runs/compare-NNN``); it gets
+            ``compare.json``, ``metrics.json`` (the same dict) and ``log.txt``.
+        resamples: paired bootstrap resamples per pair (>= 1). seed: seed of the resamples.
+        quiet: no log lines on stderr (``log.txt`` is still written).
+
+    Returns:
+        :class:`CompareResult` with ``run_dir`` and ``result``.
+
+    Example:
+        >>> result = compare(["runs/a", "runs/b"], quiet=True)  # doctest: +SKIP
+        >>> print(result.result["summary"])  # doctest: +SKIP
+    """
+    from visionbench.comparison import compare_runs, format_comparison
+
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1; got {resamples!r}. Use e.g. --resamples 1000.")
+    if out is not None:
+        run_dir = Path(out)
+        taken = [name for name in (COMPARE_JSON, rundir.METRICS, rundir.CONFIG) if (run_dir / name).exists()]
+        if taken:
+            raise ValueError(f"--out must be a new or empty directory; got {str(run_dir)!r}, which holds {taken[0]}. "
+                             "Give another --out, or leave it out for a fresh runs/compare-NNN.")
+    # Read and test everything before creating the directory, so bad input leaves nothing behind.
+    result = compare_runs([Path(r) for r in runs], resamples=resamples, seed=seed)
+    if out is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = rundir.new_run_dir(Path("runs"), "compare")
+    (run_dir / COMPARE_JSON).write_text(rundir.metrics_json_text(result) + "\n")
+    rundir.write_metrics(run_dir, result)
+    log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
+    log(f"compared {len(result['runs'])} runs on {result['num_samples']} samples ({resamples} resamples, seed {seed})")
+    log.file(format_comparison(result))
+    from visionbench.report import build_compare_report
+
+    build_compare_report(result, run_dir)
+    log(f"wrote {run_dir / COMPARE_JSON} and {run_dir / 'compare.html'}")
+    return CompareResult(run_dir=run_dir, result=result)

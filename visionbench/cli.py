@@ -46,6 +46,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
+    return value
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run options")
     group.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/<name>-NNN)")
@@ -82,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", metavar="RUN_DIR", help="a run directory made by `visionbench train`")
     evaluate.add_argument("--data", help="evaluate on this dataset's test split instead (same classes)")
     _add_run_options(evaluate)
+
+    compare = commands.add_parser(
+        "compare", help="test whether runs differ on the same test samples",
+        description="Compare two or more runs on the same test samples: exact McNemar test on correctness and a "
+                    "paired bootstrap of each metric for every pair (Holm-adjusted with three runs or more).",
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two or more run directories with predictions.csv")
+    compare.add_argument("--resamples", type=_positive_int, default=1000, metavar="N",
+                         help="paired bootstrap resamples per pair (default: 1000)")
+    compare.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the resamples (default: 0)")
+    compare.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/compare-NNN)")
+    compare.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    compare.add_argument("--json", action="store_true", help="print compare.json on stdout and nothing else")
 
     listing = commands.add_parser("list", help="list registered models, datasets, losses or metrics")
     listing.add_argument("what", choices=("models", "datasets", "losses", "metrics"))
@@ -131,6 +151,20 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         _print_result(result, args.json)
 
 
+def _run_compare(args: argparse.Namespace) -> None:
+    from visionbench import api
+    from visionbench.comparison import format_comparison
+    from visionbench.engine.rundir import metrics_json_text
+
+    result = api.compare(args.runs, out=args.out, resamples=args.resamples, seed=args.seed,
+                         quiet=args.quiet or args.json)
+    if args.json:
+        print(metrics_json_text(result.result))
+    else:
+        print(format_comparison(result.result))
+        print(f"run directory: {result.run_dir}")
+
+
 def _run_list(args: argparse.Namespace) -> None:
     if args.what == "metrics":
         import fnmatch
@@ -168,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train", *argv]  # `visionbench` alone, or with training flags, means train
     args = parser.parse_args(argv)
-    handlers = {"train": _run_train, "evaluate": _run_evaluate, "list": _run_list}
+    handlers = {"train": _run_train, "evaluate": _run_evaluate, "compare": _run_compare, "list": _run_list}
     from visionbench.engine.train import NonFiniteLossError
 
     try:

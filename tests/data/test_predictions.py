@@ -92,5 +92,5 @@ def test_other_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="record 1"):
         read_predictions_file(tmp_path / "r.json")
     path = _write_csv(tmp_path / "k.csv", "label,prob_0,prob_1\n0,0.5,0.5\n")
-    with pytest.raises(ValueError, match="--num-classes 3 does not match the 2 probability columns"):
+    with pytest.raises(ValueError, match=r"number of classes \(3, from --num-classes.*does not match the 2 probability columns"):
         read_predictions_file(path, num_classes=3)

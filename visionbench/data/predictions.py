@@ -214,7 +214,8 @@ def _num_classes(labels: list[int], preds: list[int], probs: list[list[float]] |
     seen = max(max(labels), max(preds)) + 1
     k = len(probs[0]) if probs is not None else (given or seen)
     if given is not None and given != k:
-        raise _fail(path, "1", f"--num-classes {given} does not match the {k} probability columns.")
+        raise _fail(path, "1", f"the number of classes ({given}, from --num-classes or the run's metrics.json) "
+                               f"does not match the {k} probability columns.")
     for values, what in ((labels, "label"), (preds, "pred")):
         for value, where in zip(values, lines, strict=True):
             if value >= k:

@@ -86,7 +86,7 @@ class DataBundle:
 def build_data(config: ClassifyConfig, data: ClassificationData | None = None) -> DataBundle:
     """Load the dataset (unless given) and wrap each split with its transform preset."""
     data = data or load_dataset(
-        config.data, seed=config.seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction
+        config.data, seed=config.split_seed, val_fraction=config.val_fraction, test_fraction=config.test_fraction
     )
     kind, _ = parse_data_spec(config.data)
     fixed_size = data.image_size if isinstance(getattr(data.train, "images", None), torch.Tensor) else None
@@ -488,9 +488,48 @@ def evaluate_and_write(
         ids = [bundle.data.test.ids[i] for i in predictions.indices.tolist()]
         rundir.write_predictions(run_dir / rundir.PREDICTIONS, ids, predictions.labels, predictions.probs)
         rundir.write_metrics(run_dir, report)
+        write_worst_examples(run_dir / rundir.EXAMPLES, bundle.data.test, predictions)
         log.file(format_metrics(report))
+        write_report(run_dir, log)
     barrier(runtime.dist)
     return broadcast_object(report, runtime.dist)
+
+
+# Images kept for the report's worst-errors grid; larger images are resized to this side so the
+# file stays small (the report reads only run-directory files, so the images must be saved).
+WORST_EXAMPLES, EXAMPLE_SIDE = 32, 96
+
+
+def write_worst_examples(path: Path, test_set: Any, predictions: Predictions, *, count: int = WORST_EXAMPLES) -> None:
+    """Save the most confident mistakes (raw test images, before normalisation) to ``examples.npz``:
+    ``images`` uint8 ``[M, C, H, W]``, ``ids``, ``labels``, ``preds``, ``confidence``."""
+    import numpy as np
+    from torchvision.transforms.v2 import functional as tvf
+
+    confidence = predictions.probs.max(dim=1).values
+    wrong = torch.nonzero(predictions.preds != predictions.labels).flatten()
+    worst = wrong[torch.argsort(confidence[wrong], descending=True, stable=True)][:count]
+    images = [test_set[int(predictions.indices[p])][0] for p in worst.tolist()]
+    if len({tuple(image.shape) for image in images}) > 1 or any(max(i.shape[-2:]) > EXAMPLE_SIDE for i in images):
+        images = [tvf.resize(image, [EXAMPLE_SIDE, EXAMPLE_SIDE], antialias=True) for image in images]
+    channels = images[0].shape[0] if images else 1
+    np.savez(
+        path,
+        images=torch.stack(images).numpy() if images else np.zeros((0, channels, 1, 1), dtype=np.uint8),
+        ids=np.array([test_set.ids[int(predictions.indices[p])] for p in worst.tolist()], dtype=str),
+        labels=predictions.labels[worst].numpy(), preds=predictions.preds[worst].numpy(),
+        confidence=confidence[worst].double().numpy(),
+    )
+
+
+def write_report(run_dir: Path, log: rundir.RunLog) -> None:
+    """Build ``report.html``; a failure here is logged, never allowed to lose the run's results."""
+    from visionbench.report import build_run_report
+
+    try:
+        build_run_report(run_dir)
+    except Exception as error:  # noqa: BLE001 - the metrics are already written; say why the page is missing
+        log(f"report.html could not be built: {error}")
 
 
 def format_metrics(report: dict[str, Any]) -> str:
