@@ -109,24 +109,36 @@ def train(
 
 
 def evaluate(
-    run: str | Path, *, data: str | None = None, out: str | Path | None = None, device: str = "auto",
+    run: str | Path | None = None, *, pred: str | Path | None = None, task: str = "classify",
+    num_classes: int | None = None, data: str | None = None, out: str | Path | None = None, device: str = "auto",
     workers: int | None = None, quiet: bool = False,
 ) -> EvaluateResult:
-    """Re-evaluate a trained run's best checkpoint on a test split; writes a new run directory.
+    """Evaluate a trained run on a test split, or the predictions file of any tool.
 
     Args:
-        run: a run directory made by :func:`train`.
-        data: evaluate on this dataset's test split instead of the run's own (same classes).
-        out: the new run directory (default: a fresh ``runs/eval-<run name>-NNN``).
+        run: a run directory made by :func:`train`: its best checkpoint is evaluated.
+        pred: instead of ``run``, a predictions file (CSV ``id,label,pred`` or
+            ``id,label,prob_0..``, JSON or NPZ; see :mod:`visionbench.data.predictions`).
+        task: ``"classify"`` (the only task with ``pred`` files so far).
+        num_classes: K for ``pred`` files in which some classes appear in no column.
+        data: evaluate ``run`` on this dataset's test split instead of its own (same classes).
+        out: the new run directory (default: a fresh ``runs/eval-<name>-NNN``).
 
     Returns:
         :class:`EvaluateResult` with the new ``run_dir`` and its ``metrics``.
     """
+    if (run is None) == (pred is None):
+        raise ValueError("give either a run directory or --pred FILE (one of them).")
+    if pred is not None:
+        return _evaluate_predictions_file(Path(pred), task=task, num_classes=num_classes, out=out, quiet=quiet)
     from visionbench.engine import checkpoint as ckpt
     from visionbench.engine.distributed import shutdown_distributed
     from visionbench.engine.train import build_data, build_model, evaluate_and_write
 
     source = rundir.check_run_dir(Path(run))
+    if "pred" in (cfg.load_yaml(source / rundir.CONFIG) or {}):
+        raise ValueError(f"run {str(source)!r} evaluated a predictions file and has no model to re-evaluate; "
+                         "run `visionbench evaluate --pred FILE` again instead.")
     config = cfg.resolve(source / rundir.CONFIG)
     if data is not None:
         config = cfg.validate(dataclasses.replace(config, data=data))
@@ -148,6 +160,40 @@ def evaluate(
     finally:
         shutdown_distributed()
     return EvaluateResult(run_dir=run_dir, metrics=metrics, config=config)
+
+
+def _evaluate_predictions_file(
+    path: Path, *, task: str, num_classes: int | None, out: str | Path | None, quiet: bool
+) -> EvaluateResult:
+    """Metrics, predictions and report of another tool's predictions, in a new run directory."""
+    import yaml
+
+    from visionbench.data.predictions import read_predictions_file
+    from visionbench.engine.evaluation import classification_report
+    from visionbench.engine.train import format_metrics, write_report
+
+    if task != "classify":
+        raise ValueError(f"--pred files are read for task 'classify' only in this version; got {task!r}.")
+    table = read_predictions_file(path, num_classes=num_classes)
+    classes = [str(k) for k in range(table.num_classes)]
+    metrics = classification_report(table.labels, table.preds, table.probs, classes)
+    metrics["split"] = "predictions file"
+    run_dir = _make_run_dir(out, f"eval-{path.stem}", _single_process())
+    (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
+        {"task": task, "pred": str(path), "num_classes": table.num_classes}, sort_keys=False))
+    rundir.write_predictions(run_dir / rundir.PREDICTIONS, table.ids, table.labels, table.preds, table.probs)
+    rundir.write_metrics(run_dir, metrics)
+    log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
+    log(f"evaluated {path}: {len(table.ids)} predictions, {table.num_classes} classes")
+    log.file(format_metrics(metrics))
+    write_report(run_dir, log)
+    return EvaluateResult(run_dir=run_dir, metrics=metrics, config=None)  # type: ignore[arg-type]
+
+
+def _single_process() -> Any:
+    from visionbench.engine.distributed import DistInfo
+
+    return DistInfo()
 
 
 COMPARE_JSON = "compare.json"

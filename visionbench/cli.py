@@ -83,11 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(train)
 
     evaluate = commands.add_parser(
-        "evaluate", help="re-evaluate a trained run on a test split",
-        description="Evaluate the best checkpoint of RUN_DIR on the test split of its data (or --data).",
+        "evaluate", help="evaluate a trained run, or the predictions file of any tool",
+        description="Evaluate the best checkpoint of RUN_DIR on the test split of its data (or --data), or "
+                    "evaluate --pred FILE: predictions of any tool as CSV (id,label,pred or id,label,prob_0..prob_K-1), "
+                    "JSON or NPZ. Either way a run directory with metrics.json and report.html is written.",
     )
-    evaluate.add_argument("run", metavar="RUN_DIR", help="a run directory made by `visionbench train`")
-    evaluate.add_argument("--data", help="evaluate on this dataset's test split instead (same classes)")
+    evaluate.add_argument("run", metavar="RUN_DIR", nargs="?", help="a run directory made by `visionbench train`")
+    evaluate.add_argument("--pred", metavar="FILE", help="a predictions file to evaluate instead of a run")
+    evaluate.add_argument("--task", default="classify", choices=(*TASKS, *PLANNED_TASKS), help="task of --pred (default: classify)")
+    evaluate.add_argument("--num-classes", type=int, metavar="K", help="number of classes, when some appear in no column of --pred")
+    evaluate.add_argument("--data", help="evaluate RUN_DIR on this dataset's test split instead (same classes)")
     _add_run_options(evaluate)
 
     compare = commands.add_parser(
@@ -145,8 +150,8 @@ def result_is_main() -> bool:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from visionbench import api
 
-    result = api.evaluate(args.run, data=args.data, out=args.out, device=args.device, workers=args.workers,
-                          quiet=args.quiet or args.json)
+    result = api.evaluate(args.run, pred=args.pred, task=args.task, num_classes=args.num_classes, data=args.data,
+                          out=args.out, device=args.device, workers=args.workers, quiet=args.quiet or args.json)
     if result_is_main():
         _print_result(result, args.json)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,17 @@ from torch.utils.data import DataLoader
 from visionbench.engine.distributed import DistInfo, gather_objects
 from visionbench.metrics import (
     HIGHER_IS_BETTER,
+    UndefinedMetricWarning,
+    bootstrap_means,
     classification_intervals,
     confusion_matrix,
     log_loss_terms,
     metrics_from_confusion,
+    percentile_interval,
     precision_recall_f1_from_confusion,
+    scores,
 )
+from visionbench.metrics.stats import bootstrap_count_blocks
 
 
 @dataclass(frozen=True)
@@ -81,18 +87,29 @@ def predict_split(
 
 
 def classification_report(
-    predictions: Predictions, classes: list[str], *, resamples: int = 1000, seed: int = 0
+    labels: torch.Tensor, preds: torch.Tensor, probs: torch.Tensor | None, classes: list[str], *,
+    resamples: int = 1000, seed: int = 0,
 ) -> dict[str, Any]:
-    """``metrics.json`` content: scalar metrics with 95% bootstrap intervals, confusion matrix, per class."""
+    """``metrics.json`` content of a classification test split.
+
+    Scalar metrics carry a 95% bootstrap interval (samples resampled); with probabilities, the
+    score metrics (``log_loss``, ``top5_accuracy`` for K > 5, ``roc_auc_macro``,
+    ``average_precision_macro``, ``ece``) and the curves and reliability bins the report plots
+    are added.
+
+    Args:
+        labels, preds: ``int64 [N]``. probs: ``float [N, K]`` or ``None``. classes: K names.
+    """
     k = len(classes)
-    cm = confusion_matrix(predictions.preds, predictions.labels, k)
+    cm = confusion_matrix(preds, labels, k)
     values = metrics_from_confusion(cm)
-    per_sample = {"log_loss": log_loss_terms(predictions.probs, predictions.labels)} if predictions.labels.numel() else {}
-    values.update({name: float(terms.mean()) for name, terms in per_sample.items()})
-    intervals = classification_intervals(
-        predictions.preds, predictions.labels, k, per_sample=per_sample, resamples=resamples, seed=seed
-    )
-    report: dict[str, Any] = {"task": "classify", "num_samples": int(predictions.labels.numel())}
+    intervals = classification_intervals(preds, labels, k, resamples=resamples, seed=seed)
+    extras: dict[str, Any] = {}
+    if probs is not None and labels.numel():
+        score_values, score_intervals, extras = _score_metrics(probs, labels, classes, resamples=resamples, seed=seed)
+        values.update(score_values)
+        intervals.update(score_intervals)
+    report: dict[str, Any] = {"task": "classify", "num_samples": int(labels.numel())}
     for name, value in values.items():
         report[name] = {"value": value, "ci95": list(intervals[name]), "higher_is_better": HIGHER_IS_BETTER[name]}
     precision, recall, f1 = precision_recall_f1_from_confusion(cm, average="none", zero_division=0)
@@ -102,4 +119,77 @@ def classification_report(
         "support": cm.sum(dim=1).tolist(),
     }
     report["confusion_matrix"] = cm.tolist()
+    report.update(extras)
     return report
+
+
+# Points kept per curve in metrics.json: enough for a smooth plot, small enough for the file.
+_CURVE_POINTS = 200
+
+
+def _thin(values: list[torch.Tensor]) -> list[list[float]]:
+    """Keep at most ``_CURVE_POINTS`` evenly spaced points (first and last kept) of each curve."""
+    n = values[0].numel()
+    keep = torch.unique(torch.linspace(0, n - 1, min(n, _CURVE_POINTS)).round().long())
+    return [v[keep].tolist() for v in values]
+
+
+def _score_metrics(
+    probs: torch.Tensor, labels: torch.Tensor, classes: list[str], *, resamples: int, seed: int
+) -> tuple[dict[str, float], dict[str, tuple[float, float]], dict[str, Any]]:
+    """Score-based metrics with intervals, and the curves and calibration bins for the report."""
+    k = len(classes)
+    with warnings.catch_warnings():
+        # Classes absent from the test split make AUC/AP undefined for them; they are left out of
+        # the macro average and shown as NaN per class in the curves section.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        # Rows are validated to sum to 1 within 1e-4 (scores.validate_scores); scikit-learn's
+        # stricter sqrt(eps) warning would fire on every file of rounded probabilities.
+        warnings.simplefilter("ignore", scores.ProbabilitySumWarning)
+        values = {
+            "log_loss": float(scores.log_loss(probs, labels)),
+            "roc_auc_macro": float(scores.roc_auc(probs, labels, average="macro")),
+            "average_precision_macro": float(scores.average_precision(probs, labels, average="macro")),
+            "ece": float(scores.expected_calibration_error(probs, labels)),
+        }
+        per_sample = {"log_loss": log_loss_terms(probs, labels, renormalize=False)}
+        if k > 5:
+            values["top5_accuracy"] = float(scores.top_k_accuracy(probs, labels, k=5))
+            per_sample["top5_accuracy"] = scores._top_k_hits(probs, labels, 5).double()
+        intervals = {name: percentile_interval(bootstrap_means(terms, resamples=resamples, seed=seed + i))
+                     for i, (name, terms) in enumerate(per_sample.items(), start=1)}
+        intervals.update(_weighted_intervals(probs, labels, resamples=resamples, seed=seed + 10))
+        extras = {"roc_curve": {}, "pr_curve": {}}
+        for c, name in enumerate(classes):
+            positive = labels == c
+            if positive.all() or not positive.any():
+                continue  # undefined curve: the class is absent (or alone)
+            fpr, tpr, _ = scores.roc_curve(probs[:, c], positive)
+            precision, recall, _ = scores.precision_recall_curve(probs[:, c], positive)
+            fpr_l, tpr_l = _thin([fpr, tpr])
+            precision_l, recall_l = _thin([precision, recall])
+            extras["roc_curve"][name] = {"fpr": fpr_l, "tpr": tpr_l, "auc": float(torch.trapezoid(tpr, fpr))}
+            extras["pr_curve"][name] = {
+                "recall": recall_l, "precision": precision_l,
+                "ap": float(scores.average_precision(probs[:, c], positive.long())),
+            }
+        bins = scores.calibration_bins(probs, labels)
+        extras["reliability"] = {key: value.tolist() for key, value in bins.items()} | {"ece": values["ece"]}
+    return values, intervals, extras
+
+
+def _weighted_intervals(probs: torch.Tensor, labels: torch.Tensor, *, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
+    """Intervals of the ranking and calibration metrics, all resamples of a block at once."""
+    found: dict[str, list[torch.Tensor]] = {"roc_auc_macro": [], "average_precision_macro": [], "ece": []}
+    confidence = probs.double().max(dim=1).values
+    correct = (probs.argmax(dim=1) == labels).double()
+    bins = scores.calibration_bins(probs, labels)
+    index = (torch.bucketize(confidence, bins["bin_edges"]) - 1).clamp(0, len(bins["count"]) - 1)
+    one_hot = torch.nn.functional.one_hot(index, len(bins["count"])).double()  # (N, B)
+    for counts in bootstrap_count_blocks(labels.numel(), resamples=resamples, seed=seed):  # (R_block, N)
+        found["roc_auc_macro"].append(scores.roc_auc(probs, labels, average="macro", sample_weight=counts))
+        found["average_precision_macro"].append(
+            scores.average_precision(probs, labels, average="macro", sample_weight=counts))
+        gap = counts @ (one_hot * (correct - confidence).unsqueeze(1))  # (R_block, B)
+        found["ece"].append(gap.abs().sum(dim=1) / labels.numel())
+    return {name: percentile_interval(torch.cat(parts)) for name, parts in found.items()}

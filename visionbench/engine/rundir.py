@@ -119,15 +119,19 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     (run_dir / METRICS).write_text(metrics_json_text(metrics) + "\n")
 
 
-def write_predictions(path: Path, ids: list[str], labels: torch.Tensor, probs: torch.Tensor) -> None:
-    """One CSV row per sample: ``id,label,pred,prob_0..prob_{K-1}``.
+def write_predictions(
+    path: Path, ids: list[str], labels: torch.Tensor, preds: torch.Tensor, probs: torch.Tensor | None
+) -> None:
+    """One CSV row per sample: ``id,label,pred`` and, with probabilities, ``prob_0..prob_{K-1}``.
 
-    Probabilities are written with 9 significant digits, which round-trips float32 exactly, so
-    every metric can be recomputed from the file.
+    float32 probabilities are written with 9 significant digits and float64 ones with 17, which
+    round-trips them exactly, so every metric can be recomputed from the file.
     """
-    preds = probs.argmax(dim=1)
+    digits = 17 if probs is not None and probs.dtype == torch.float64 else 9
+    prob_rows = probs.tolist() if probs is not None else [[] for _ in ids]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["id", "label", "pred", *(f"prob_{k}" for k in range(probs.shape[1]))])
-        for sample_id, label, pred, row in zip(ids, labels.tolist(), preds.tolist(), probs.tolist(), strict=True):
-            writer.writerow([sample_id, label, pred, *(f"{p:.9g}" for p in row)])
+        width = probs.shape[1] if probs is not None else 0
+        writer.writerow(["id", "label", "pred", *(f"prob_{k}" for k in range(width))])
+        for sample_id, label, pred, row in zip(ids, labels.tolist(), preds.tolist(), prob_rows, strict=True):
+            writer.writerow([sample_id, label, pred, *(f"{p:.{digits}g}" for p in row)])

@@ -482,11 +482,12 @@ def evaluate_and_write(
     loss_fn = create_loss(config.loss, num_classes=bundle.data.num_classes, label_smoothing=config.label_smoothing).to(runtime.device)
     predictions = predict_split(model, eval_loader(bundle.test, config, runtime), loss_fn,
                                 device=runtime.device, dist=runtime.dist, autocast_dtype=_autocast_dtype(config, runtime.device))
-    report = classification_report(predictions, bundle.data.classes, seed=config.seed)
+    report = classification_report(predictions.labels, predictions.preds, predictions.probs, bundle.data.classes,
+                                   seed=config.seed)
     report["split"] = "test"
     if runtime.dist.is_main:
         ids = [bundle.data.test.ids[i] for i in predictions.indices.tolist()]
-        rundir.write_predictions(run_dir / rundir.PREDICTIONS, ids, predictions.labels, predictions.probs)
+        rundir.write_predictions(run_dir / rundir.PREDICTIONS, ids, predictions.labels, predictions.preds, predictions.probs)
         rundir.write_metrics(run_dir, report)
         write_worst_examples(run_dir / rundir.EXAMPLES, bundle.data.test, predictions)
         log.file(format_metrics(report))

@@ -5,17 +5,36 @@ from visionbench.metrics.classification import (
     UndefinedMetricWarning,
     accuracy_from_confusion,
     balanced_accuracy_from_confusion,
+    cohen_kappa_from_confusion,
     confusion_matrix,
+    fbeta_from_confusion,
     log_loss_terms,
+    matthews_corrcoef_from_confusion,
     metric_tensors_from_confusion,
     metrics_from_confusion,
     precision_recall_f1_from_confusion,
+    specificity_from_confusion,
+)
+from visionbench.metrics.scores import (
+    ProbabilitySumWarning,
+    ScoreAccumulator,
+    average_precision,
+    binary_stats,
+    calibration_bins,
+    expected_calibration_error,
+    log_loss,
+    multilabel_confusion,
+    precision_recall_curve,
+    roc_auc,
+    roc_curve,
+    top_k_accuracy,
+    validate_scores,
 )
 from visionbench.metrics.stats import (
     bootstrap_confusion_matrices,
     bootstrap_means,
-    multinomial_resamples,
     classification_intervals,
+    multinomial_resamples,
     percentile_interval,
 )
 
@@ -23,6 +42,8 @@ from visionbench.metrics.stats import (
 HIGHER_IS_BETTER = {
     "accuracy": True, "balanced_accuracy": True, "log_loss": False,
     **{f"{m}_{a}": True for m in ("precision", "recall", "f1") for a in ("macro", "micro", "weighted")},
+    "cohen_kappa": True, "matthews_corrcoef": True, "specificity_macro": True, "top5_accuracy": True,
+    "roc_auc_macro": True, "average_precision_macro": True, "ece": False,
 }
 
 __all__ = [
@@ -30,4 +51,8 @@ __all__ = [
     "balanced_accuracy_from_confusion", "bootstrap_confusion_matrices", "bootstrap_means", "classification_intervals", "multinomial_resamples",
     "confusion_matrix", "log_loss_terms", "metric_tensors_from_confusion", "metrics_from_confusion", "percentile_interval",
     "precision_recall_f1_from_confusion",
+    "ProbabilitySumWarning", "ScoreAccumulator", "average_precision", "binary_stats", "calibration_bins",
+    "cohen_kappa_from_confusion", "expected_calibration_error", "fbeta_from_confusion", "log_loss",
+    "matthews_corrcoef_from_confusion", "multilabel_confusion", "precision_recall_curve", "roc_auc", "roc_curve",
+    "specificity_from_confusion", "top_k_accuracy", "validate_scores",
 ]

@@ -15,7 +15,7 @@ independent draws.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -117,3 +117,19 @@ def classification_intervals(
     for offset, (name, terms) in enumerate((per_sample or {}).items(), start=1):
         intervals[name] = percentile_interval(bootstrap_means(terms, resamples=resamples, seed=seed + offset))
     return intervals
+
+
+def bootstrap_count_blocks(num_samples: int, *, resamples: int = 1000, seed: int = 0) -> Iterator[torch.Tensor]:
+    """Bootstrap resamples as per-sample counts, in blocks: ``float64 [R_block, N]`` each.
+
+    Row r says how often each sample was drawn in resample r (rows sum to N). Metrics that take
+    ``sample_weight`` of shape ``[R, N]`` (ROC AUC, average precision, calibration) evaluate all
+    rows of a block at once.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    rows = max(1, _BLOCK_ELEMENTS // max(num_samples, 1))
+    for start in range(0, resamples, rows):
+        count = min(rows, resamples - start)
+        draws = torch.randint(0, num_samples, (count, num_samples), generator=generator)
+        offsets = torch.arange(count).unsqueeze(1) * num_samples
+        yield torch.bincount((draws + offsets).reshape(-1), minlength=count * num_samples).view(count, num_samples).double()
