@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_digits.py
+	$(BIN)/python benchmarks/classification_metrics.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check visionbench tests benchmarks

@@ -102,14 +102,25 @@ def test_bootstrap_seed_changes_resamples_and_global_rng_untouched() -> None:
     assert torch.equal(torch.get_rng_state(), state), "the bootstrap must use its own generator"
 
 
-@pytest.mark.parametrize("max_drawn", [1, 7, 64])
-def test_bootstrap_means_in_blocks_equal_one_draw(monkeypatch: pytest.MonkeyPatch, max_drawn: int) -> None:
-    # Per-sample means are resampled in blocks to bound memory; the blocks must give exactly
-    # the resamples of one big draw (same seed, same means, whatever the block size), which a
-    # slow loop over the same indices reproduces.
-    values = torch.arange(13, dtype=torch.float64).square()
-    draws = torch.randint(0, 13, (23 * 13,), generator=torch.Generator().manual_seed(5)).view(23, 13)
-    expected = torch.tensor([sum(float(values[i]) for i in row.tolist()) / 13 for row in draws], dtype=torch.float64)
+def test_bootstrap_means_of_few_distinct_values_follow_the_multinomial() -> None:
+    # 0/1 values (e.g. top-5 hits) are resampled through their two counts: exact in distribution.
+    hits = (torch.arange(200) % 10 != 0).double()  # 90% ones
+    means = stats.bootstrap_means(hits, resamples=20_000, seed=3)
+    assert abs(float(means.mean()) - 0.9) < 1e-3
+    assert abs(float(means.std()) - (0.9 * 0.1 / 200) ** 0.5) < 1e-3
+
+
+@pytest.mark.parametrize("max_drawn", [1, 250, 1000])
+def test_bootstrap_means_in_blocks_equal_a_slow_loop(monkeypatch: pytest.MonkeyPatch, max_drawn: int) -> None:
+    # Per-sample means are resampled in blocks to bound memory; whatever the block size, each
+    # resample's mean equals a slow loop over the indices the same generator draws block by block.
+    # 100 distinct values: more than the multinomial shortcut takes, so indices are drawn.
+    n = 100
+    values = torch.arange(n, dtype=torch.float64).square() / 7
+    rng, rows, draws = np.random.default_rng(5), max(1, max_drawn // n), []
+    for start in range(0, 23, rows):
+        draws += np.array_split(rng.integers(0, n, size=min(rows, 23 - start) * n), min(rows, 23 - start))
+    expected = torch.tensor([sum(float(values[i]) for i in row.tolist()) / n for row in draws], dtype=torch.float64)
     monkeypatch.setattr(stats, "_BLOCK_ELEMENTS", max_drawn)
     got = stats.bootstrap_means(values, resamples=23, seed=5)
     assert torch.allclose(got, expected, rtol=1e-12, atol=0)
@@ -273,7 +284,7 @@ def test_classification_intervals_per_sample_means_are_bootstrap_means() -> None
     plain = classification_intervals(preds, target, 3, resamples=100, seed=4)
     assert {k: v for k, v in got.items() if k != "loss"} == plain
     # Each per-sample mean is resampled on its own stream (seed + its position), see the docs.
-    draws = torch.randint(0, 90, (100 * 90,), generator=torch.Generator().manual_seed(5)).view(100, 90)
+    draws = torch.from_numpy(np.random.default_rng(5).integers(0, 90, size=100 * 90)).view(100, 90)
     low, high = got["loss"]
     expected = percentile_interval(terms[draws].mean(dim=1))
     assert low == pytest.approx(expected[0], rel=1e-12) and high == pytest.approx(expected[1], rel=1e-12)
