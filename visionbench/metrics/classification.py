@@ -369,6 +369,18 @@ class ConfusionMatrixAccumulator:
         self.matrix += other.matrix
         return self
 
+    def sync(self, group: object | None = None) -> ConfusionMatrixAccumulator:
+        """Sum the matrices of every process of ``group`` (DDP) into each one; returns ``self``.
+
+        A no-op outside ``torch.distributed``. Counts are integers, so the result is exactly the
+        matrix one process would have built from all the data.
+        """
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM, group=group)
+        return self
+
     def compute(self) -> dict[str, float]:
         """Scalar metrics of everything seen so far."""
         return metrics_from_confusion(self.matrix)
