@@ -36,6 +36,7 @@ AVERAGES = ("micro", "macro", "weighted", "none")
 METRIC_NAMES = {
     "accuracy", "balanced_accuracy",
     *(f"{m}_{a}" for m in ("precision", "recall", "f1") for a in ("macro", "micro", "weighted")),
+    "cohen_kappa", "matthews_corrcoef", "specificity_macro",
 }
 
 
@@ -473,3 +474,209 @@ def test_accumulator_logits_with_wrong_width_raise() -> None:
     logits[:, 4] = 1.0
     with pytest.raises(ValueError, match=r"preds must be in \[0, 3\); got 4"):
         ConfusionMatrixAccumulator(3).update(logits, torch.tensor([0, 1]))
+
+
+# --------------------------------------------------------------------------------------------
+# F-beta, specificity, Cohen's kappa, Matthews' coefficient
+# --------------------------------------------------------------------------------------------
+
+BETAS = (0.0, 0.5, 1.0, 2.0, float("inf"))
+
+
+@pytest.mark.parametrize("average", AVERAGES)
+@FAST
+@given(data=labelled(), drawn_beta=st.sampled_from(BETAS), zero_division=st.sampled_from([0, 1, "nan"]))
+def test_fbeta_matches_sklearn(data: tuple, average: str, drawn_beta: float, zero_division: object) -> None:
+    from visionbench.metrics import fbeta_from_confusion
+
+    preds, target, k = data
+    cm = confusion_matrix(preds, target, k)
+    for beta in (drawn_beta, 1.0):
+        got, caught = record(fbeta_from_confusion, cm, beta=beta, average=average, zero_division=zero_division)
+        assert not [w for w in caught if issubclass(w.category, UndefinedMetricWarning)]
+        assert got.dtype == torch.float64
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = skm.fbeta_score(
+                target.numpy(), preds.numpy(), beta=beta, labels=list(range(k)),
+                average=None if average == "none" else average, zero_division=sk_zero_division(zero_division),
+            )
+        assert_close(got, expected, f"fbeta beta={beta} average={average!r} zd={zero_division!r} cm={cm.tolist()}")
+
+
+def test_fbeta_one_is_f1_and_warns_and_rejects_bad_beta() -> None:
+    from visionbench.metrics import fbeta_from_confusion
+
+    cm = confusion_matrix(torch.tensor([0, 1, 1, 0]), torch.tensor([0, 0, 1, 1]), 3)  # class 2 unseen
+    with pytest.warns(UndefinedMetricWarning, match=r"^F-score is ill-defined.*zero_division"):
+        f = fbeta_from_confusion(cm, beta=1.0, average="none")
+    assert torch.equal(f, precision_recall_f1_from_confusion(cm, average="none", zero_division=0)[2])
+    for beta in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"beta must be >= 0; got"):
+            fbeta_from_confusion(cm, beta=beta)
+
+
+def sk_specificity(preds: torch.Tensor, target: torch.Tensor, k: int, average: str, zero_division: object) -> object:
+    """Oracle: TN / (TN + FP) from scikit-learn's multilabel_confusion_matrix, averaged in NumPy."""
+    mcm = skm.multilabel_confusion_matrix(target.numpy(), preds.numpy(), labels=list(range(k))).astype(np.float64)
+    tn, fp, support = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0] + mcm[:, 1, 1]
+    fill = np.nan if zero_division == "nan" else float(zero_division)
+    if average == "micro":
+        return tn.sum() / (tn + fp).sum() if (tn + fp).sum() else fill
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(tn + fp > 0, tn / (tn + fp), fill)
+    if average == "none":
+        return per_class
+    valid = ~np.isnan(per_class)
+    if not valid.any():
+        return np.nan
+    if average == "weighted" and support[valid].sum() > 0:
+        return np.average(per_class[valid], weights=support[valid])
+    return per_class[valid].mean()
+
+
+@pytest.mark.parametrize("zero_division", [0, 1, "nan"])
+@pytest.mark.parametrize("average", AVERAGES)
+@FAST
+@given(data=labelled())
+def test_specificity_matches_sklearn_multilabel_confusion(data: tuple, average: str, zero_division: object) -> None:
+    from visionbench.metrics import specificity_from_confusion
+
+    preds, target, k = data
+    cm = confusion_matrix(preds, target, k)
+    got, caught = record(specificity_from_confusion, cm, average=average, zero_division=zero_division)
+    assert not [w for w in caught if issubclass(w.category, UndefinedMetricWarning)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = sk_specificity(preds, target, k, average, zero_division)
+    assert_close(got, expected, f"specificity average={average!r} zd={zero_division!r} cm={cm.tolist()}")
+
+
+def test_specificity_hand_computed_and_warns() -> None:
+    from visionbench.metrics import specificity_from_confusion
+
+    # target 0 0 1 1 2 ; preds 0 1 1 1 0: class 0 has negatives {1,1,2} with one predicted 0.
+    cm = confusion_matrix(torch.tensor([0, 1, 1, 1, 0]), torch.tensor([0, 0, 1, 1, 2]), 3)
+    assert specificity_from_confusion(cm, average="none").tolist() == pytest.approx([2 / 3, 2 / 3, 1.0])
+    only_one_class = confusion_matrix(torch.tensor([0, 0]), torch.tensor([0, 0]), 2)  # class 0: no negatives
+    with pytest.warns(UndefinedMetricWarning, match=r"^Specificity is ill-defined.*zero_division"):
+        values = specificity_from_confusion(only_one_class, average="none")
+    assert values.tolist() == [0.0, 1.0]
+
+
+@FAST
+@given(labelled())
+def test_cohen_kappa_equals_sklearn_bit_for_bit(data: tuple) -> None:
+    from visionbench.metrics import cohen_kappa_from_confusion
+
+    preds, target, k = data
+    cm = confusion_matrix(preds, target, k)
+    got, ours = record(cohen_kappa_from_confusion, cm)
+    expected, theirs = record(skm.cohen_kappa_score, target.numpy(), preds.numpy(), labels=list(range(k)))
+    assert got.dtype == torch.float64 and got.shape == ()
+    # Same operations in the same order (NumPy's pairwise sum for the expected disagreement): ==.
+    assert float(got) == expected or (np.isnan(float(got)) and np.isnan(expected)), f"{float(got)!r} vs {expected!r} cm={cm.tolist()}"
+    sk_undefined = any(issubclass(w.category, SkUndefinedMetricWarning) for w in theirs)
+    our_undefined = [w for w in ours if issubclass(w.category, UndefinedMetricWarning)]
+    assert bool(our_undefined) == sk_undefined
+    assert all(w.filename == __file__ for w in our_undefined)
+    # Cohen's kappa is symmetric in the two raters (up to the order of the sum).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        swapped = cohen_kappa_from_confusion(cm.T)
+    torch.testing.assert_close(swapped, got, rtol=1e-12, atol=1e-15, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "cm", [[[0, 0], [0, 0]], [[5, 0], [0, 0]], [[0, 0, 0], [0, 3, 0], [0, 0, 0]]], ids=["empty", "class0", "class1"]
+)
+def test_cohen_kappa_undefined_is_nan_with_warning(cm: list) -> None:
+    from visionbench.metrics import cohen_kappa_from_confusion
+
+    cm = torch.tensor(cm)
+    with pytest.warns(UndefinedMetricWarning, match=r"kappa is undefined.*replace_undefined_by"):
+        assert torch.isnan(cohen_kappa_from_confusion(cm))
+    with pytest.warns(UndefinedMetricWarning):
+        assert float(cohen_kappa_from_confusion(cm, replace_undefined_by=0.0)) == 0.0
+    # scikit-learn 1.9 gives NaN too (for "empty" it raises on y1 = [] instead).
+    if int(cm.sum()):
+        labels = torch.arange(cm.shape[0])
+        y1 = labels.repeat_interleave(cm.sum(1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert np.isnan(skm.cohen_kappa_score(y1.numpy(), y1.numpy(), labels=labels.tolist()))
+
+
+@FAST
+@given(labelled())
+def test_matthews_corrcoef_equals_sklearn_bit_for_bit(data: tuple) -> None:
+    from visionbench.metrics import matthews_corrcoef_from_confusion
+
+    preds, target, k = data
+    cm = confusion_matrix(preds, target, k)
+    got, ours = record(matthews_corrcoef_from_confusion, cm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = skm.matthews_corrcoef(target.numpy(), preds.numpy())
+    assert got.dtype == torch.float64 and got.shape == ()
+    assert float(got) == expected, f"{float(got)!r} vs {expected!r} cm={cm.tolist()}"
+    undefined = [w for w in ours if issubclass(w.category, UndefinedMetricWarning)]
+    single_class = len(set(target.tolist())) == 1 or len(set(preds.tolist())) == 1
+    assert bool(undefined) == single_class, f"warned {bool(undefined)}, cm={cm.tolist()}"
+    if undefined:
+        assert float(got) == 0.0 and all(w.filename == __file__ for w in undefined)
+
+
+@pytest.mark.parametrize("cm", [[[0, 0], [0, 0]], [[3, 2], [0, 0]], [[3, 0], [2, 0]]], ids=["empty", "one-true", "one-pred"])
+def test_matthews_corrcoef_undefined_is_zero_with_warning(cm: list) -> None:
+    from visionbench.metrics import matthews_corrcoef_from_confusion
+
+    with pytest.warns(UndefinedMetricWarning, match=r"Matthews correlation coefficient is undefined"):
+        assert float(matthews_corrcoef_from_confusion(torch.tensor(cm))) == 0.0
+
+
+@settings(max_examples=15, deadline=None)
+@given(batched_matrices())
+def test_new_metrics_batched_equal_loop(cm: torch.Tensor) -> None:
+    from visionbench.metrics import (
+        cohen_kappa_from_confusion,
+        fbeta_from_confusion,
+        matthews_corrcoef_from_confusion,
+        specificity_from_confusion,
+    )
+
+    functions = {
+        "kappa": cohen_kappa_from_confusion,
+        "mcc": matthews_corrcoef_from_confusion,
+        **{f"spec {a}": (lambda m, a=a: specificity_from_confusion(m, average=a, zero_division="nan")) for a in AVERAGES},
+        **{f"f2 {a}": (lambda m, a=a: fbeta_from_confusion(m, beta=2.0, average=a, zero_division=1)) for a in AVERAGES},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for name, fn in functions.items():
+            batched = fn(cm)
+            assert batched.shape[0] == cm.shape[0], name
+            torch.testing.assert_close(batched, torch.stack([fn(m) for m in cm]), rtol=0.0, atol=0.0, equal_nan=True, msg=name)
+
+
+@FAST
+@given(labelled())
+def test_metric_tensors_new_keys_match_sklearn(data: tuple) -> None:
+    preds, target, k = data
+    values, caught = record(metrics_from_confusion, confusion_matrix(preds, target, k))
+    assert not [w for w in caught if issubclass(w.category, UndefinedMetricWarning)], "reported metrics are silent"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kappa = skm.cohen_kappa_score(target.numpy(), preds.numpy(), labels=list(range(k)))
+        mcc = skm.matthews_corrcoef(target.numpy(), preds.numpy())
+        specificity = sk_specificity(preds, target, k, "macro", 0)
+    assert values["cohen_kappa"] == (0.0 if np.isnan(kappa) else kappa)  # undefined reported as 0.0
+    assert values["matthews_corrcoef"] == mcc
+    assert_close(values["specificity_macro"], specificity, "specificity_macro")
+
+
+def test_higher_is_better_covers_reported_names() -> None:
+    from visionbench.metrics import HIGHER_IS_BETTER
+
+    assert METRIC_NAMES <= set(HIGHER_IS_BETTER)
+    assert HIGHER_IS_BETTER["cohen_kappa"] and HIGHER_IS_BETTER["matthews_corrcoef"] and HIGHER_IS_BETTER["specificity_macro"]

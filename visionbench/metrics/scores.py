@@ -112,7 +112,9 @@ def validate_scores(
         raise TypeError(f"probs must be floating point; got dtype {probs.dtype}. Pass probabilities, e.g. "
                         "torch.softmax(logits.float(), dim=1).")
     if not _is_integer(target):
-        raise TypeError(f"target must be an integer tensor of class indices; got dtype {target.dtype}. Use target.long().")
+        raise TypeError(
+            f"target must be an integer tensor of class indices; got dtype {target.dtype}. Use target.long()."
+        )
     if probs.ndim != 2:
         raise ValueError(f"probs must be 2-D [N, K]; got shape {tuple(probs.shape)}. For one binary score per sample "
                          "use the binary functions (roc_curve, binary_stats) or stack [1 - p, p].")
@@ -150,7 +152,9 @@ def validate_scores(
     out_of_range = (target < 0) | (target >= k)
     if out_of_range.any():
         row = int(torch.nonzero(out_of_range)[0])
-        raise ValueError(f"target must be in [0, {k}); got {int(target[row])} at row {row}. Check num_classes or the labels.")
+        raise ValueError(
+            f"target must be in [0, {k}); got {int(target[row])} at row {row}. Check num_classes or the labels."
+        )
     return probs, target
 
 
@@ -163,7 +167,9 @@ def _validate_binary(scores: torch.Tensor, target: torch.Tensor, *, ndim: int, w
     if scores.ndim != ndim:
         raise ValueError(f"{what} must be {ndim}-D {shape}; got shape {tuple(scores.shape)}.")
     if target.shape != scores.shape:
-        raise ValueError(f"{what} and target must have the same shape; got {tuple(scores.shape)} and {tuple(target.shape)}.")
+        raise ValueError(
+            f"{what} and target must have the same shape; got {tuple(scores.shape)} and {tuple(target.shape)}."
+        )
     if scores.shape[0] == 0:
         raise ValueError(f"{what} must have at least one row; got 0. The metric is undefined without samples.")
     if target.dtype.is_floating_point or target.dtype.is_complex:
@@ -741,8 +747,9 @@ class ScoreAccumulator:
         """Add a batch of probabilities ``[N, K]`` and targets ``[N]`` (validated; a bad batch adds nothing)."""
         probs, target = validate_scores(probs, target, num_classes=self.num_classes, allow_empty=True)
         if probs.shape[0]:
-            self.probs.append(probs.detach().cpu())
-            self.target.append(target.detach().cpu())
+            # A copy: the caller may reuse its buffers for the next batch.
+            self.probs.append(probs.detach().to("cpu", copy=True))
+            self.target.append(target.detach().to("cpu", copy=True))
 
     def merge(self, other: ScoreAccumulator) -> ScoreAccumulator:
         """Append another accumulator's samples to this one (returns ``self``; ``other`` is unchanged)."""
