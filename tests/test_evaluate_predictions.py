@@ -70,11 +70,11 @@ def test_bad_files_give_one_clear_message(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_run_or_pred_but_not_both_and_no_model_to_reevaluate(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="either a run directory or --pred"):
+    with pytest.raises(ValueError, match="either RUN_DIR .* or --pred FILE"):
         api.evaluate()
     (tmp_path / "p.csv").write_text("id,label,pred\na,0,0\nb,1,1\n")
     run = api.evaluate(pred=tmp_path / "p.csv", out=tmp_path / "run", quiet=True).run_dir
-    with pytest.raises(ValueError, match="either a run directory or --pred"):
+    with pytest.raises(ValueError, match="either RUN_DIR .* or --pred FILE"):
         api.evaluate(run, pred=tmp_path / "p.csv")
     with pytest.raises(ValueError, match="has no model to re-evaluate"):
         api.evaluate(run)

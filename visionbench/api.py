@@ -128,7 +128,7 @@ def evaluate(
         :class:`EvaluateResult` with the new ``run_dir`` and its ``metrics``.
     """
     if (run is None) == (pred is None):
-        raise ValueError("give either a run directory or --pred FILE (one of them).")
+        raise ValueError("give either RUN_DIR (a run directory made by `visionbench train`) or --pred FILE, not both.")
     if pred is not None:
         return _evaluate_predictions_file(Path(pred), task=task, num_classes=num_classes, out=out, quiet=quiet)
     from visionbench.engine import checkpoint as ckpt
