@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["train", *argv]  # `visionbench` alone, or with training flags, means train
     args = parser.parse_args(argv)
     handlers = {"train": _run_train, "evaluate": _run_evaluate, "compare": _run_compare, "list": _run_list}
-    from visionbench.engine.train import NonFiniteLossError
+    from visionbench.engine import NonFiniteLossError
 
     try:
         handlers[args.command](args)

@@ -29,8 +29,8 @@ from visionbench.data.transforms import (
     normalization_stats,
     resolve_augment,
 )
+from visionbench.engine import NonFiniteLossError, rundir
 from visionbench.engine import checkpoint as ckpt
-from visionbench.engine import rundir
 from visionbench.engine.determinism import capture_rng_state, restore_rng_state, seed_everything
 from visionbench.engine.distributed import DistInfo, barrier, broadcast_object
 from visionbench.engine.evaluation import Predictions, classification_report, predict_split
@@ -38,10 +38,6 @@ from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn
 from visionbench.engine.sampling import EpochBatchSampler, ShardBatchSampler
 from visionbench.losses import create_loss
 from visionbench.models import create_model, model_input_size
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
 
 
 @dataclass(frozen=True)
