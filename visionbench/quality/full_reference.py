@@ -15,7 +15,6 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 Reduction = Literal["none", "mean"]
 
@@ -83,24 +82,31 @@ def _reflect_pad(image: torch.Tensor, pad: int) -> torch.Tensor:
 
 
 def _gaussian_filter(image: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter of every channel, same size as the input (``(N, C, H, W)``)."""
-    n, c, h, w = image.shape
+    """Separable Gaussian filter of every plane, same size as the input (``(..., H, W)``).
+
+    Each 1-D pass is a weighted sum of shifted views accumulated in place: float64 convolution
+    has no fast CPU kernel, and this is ~10x faster than ``conv2d`` in float64 here.
+    """
+    h, w = image.shape[-2:]
     radius = (window.numel() - 1) // 2
-    padded = _reflect_pad(image, radius).reshape(n * c, 1, h + 2 * radius, w + 2 * radius)
-    kernel = window.to(image)
-    rows = F.conv2d(padded, kernel.view(1, 1, -1, 1))  # (N*C, 1, H, W + 2r)
-    return F.conv2d(rows, kernel.view(1, 1, 1, -1)).reshape(n, c, h, w)
+    padded = _reflect_pad(image, radius)  # (..., H + 2r, W + 2r)
+    weights = window.tolist()
+    rows = padded[..., 0:h, :] * weights[0]
+    for k in range(1, len(weights)):
+        rows.add_(padded[..., k : k + h, :], alpha=weights[k])  # (..., H, W + 2r)
+    out = rows[..., 0:w] * weights[0]
+    for k in range(1, len(weights)):
+        out.add_(rows[..., k : k + w], alpha=weights[k])
+    return out
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None) -> torch.Tensor:
     """The SSIM index at every pixel (before cropping), float64 ``(N, C, H, W)``."""
     r = _check_pair(x, y, data_range)
     x, y = x.double(), y.double()
-    window = gaussian_window()
-    ux, uy = _gaussian_filter(x, window), _gaussian_filter(y, window)
-    vx = _gaussian_filter(x * x, window) - ux * ux
-    vy = _gaussian_filter(y * y, window) - uy * uy
-    vxy = _gaussian_filter(x * y, window) - ux * uy
+    # The five local moments in one pass over a stacked tensor (5, N, C, H, W).
+    ux, uy, uxx, uyy, uxy = _gaussian_filter(torch.stack([x, y, x * x, y * y, x * y]), gaussian_window())
+    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
     c1, c2 = (K1 * r) ** 2, (K2 * r) ** 2
     return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
