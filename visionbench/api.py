@@ -263,3 +263,55 @@ def compare(
     build_compare_report(result, run_dir)
     log(f"wrote {run_dir / COMPARE_JSON} and {run_dir / 'compare.html'}")
     return CompareResult(run_dir=run_dir, result=result)
+
+
+@dataclass(frozen=True)
+class QualityRunResult:
+    """What :func:`quality` returns: the run directory, its ``metrics.json`` content and the rows."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
+QUALITY_ITEMS = "items.csv"
+
+
+def quality(
+    ref: str | Path, dist: str | Path, *, metrics: tuple[str, ...] = ("psnr", "ssim"), out: str | Path | None = None,
+    quiet: bool = False,
+) -> QualityRunResult:
+    """Full-reference quality of two images or two folders (paired by relative path).
+
+    Writes a run directory with ``metrics.json`` (pooled values with 95% intervals over items,
+    ``psnr_pooled_mse``, unpaired files), ``items.csv`` (one row per image pair) and ``log.txt``.
+
+    Example:
+        >>> result = quality("ref.png", "dist.png", quiet=True)  # doctest: +SKIP
+        >>> result.metrics["ssim"]["value"]  # doctest: +SKIP
+    """
+    import csv
+
+    import yaml
+    from tqdm import tqdm
+
+    from visionbench.quality.assess import assess_paths
+
+    def progress(items: list) -> Any:
+        return tqdm(items, desc="quality", disable=quiet or len(items) < 2 or not sys.stderr.isatty(), file=sys.stderr)
+
+    result = assess_paths(ref, dist, metrics=metrics, progress=progress)
+    run_dir = _make_run_dir(out, "quality", _single_process())
+    (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
+        {"task": "quality", "ref": str(ref), "dist": str(dist), "metrics": list(metrics), "profile": "skimage",
+         "data_range": 255}, sort_keys=False))
+    report = dict(result.pooled, unpaired=result.unpaired)
+    rundir.write_metrics(run_dir, report)
+    with open(run_dir / QUALITY_ITEMS, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["item", *metrics, "mse"])
+        writer.writeheader()
+        writer.writerows(result.rows)
+    log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
+    log(f"quality of {len(result.rows)} pair(s) of {ref} and {dist}; "
+        f"{len(result.unpaired['reference_only'])} reference-only, {len(result.unpaired['distorted_only'])} distorted-only")
+    return QualityRunResult(run_dir=run_dir, metrics=report, rows=result.rows)

@@ -108,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     compare.add_argument("--json", action="store_true", help="print compare.json on stdout and nothing else")
 
+    quality = commands.add_parser(
+        "quality", help="full-reference image quality (PSNR, SSIM) of two images or two folders",
+        description="Compare REF and DIST: two image files, or two folders paired by relative path (unpaired files "
+                    "are reported). SSIM follows scikit-image's Wang et al. setting; images are read as 8-bit.",
+    )
+    quality.add_argument("ref", metavar="REF", help="reference image or folder")
+    quality.add_argument("dist", metavar="DIST", help="distorted image or folder")
+    quality.add_argument("--metrics", default="psnr,ssim", help="comma-separated, from: psnr, ssim (default: psnr,ssim)")
+    quality.add_argument("--csv", action="store_true", help="print one CSV row per image pair on stdout")
+    quality.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/quality-NNN)")
+    quality.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
+    quality.add_argument("--json", action="store_true", help="print metrics.json on stdout and nothing else")
+
     listing = commands.add_parser("list", help="list registered models, datasets, losses or metrics")
     listing.add_argument("what", choices=("models", "datasets", "losses", "metrics"))
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
@@ -170,6 +183,28 @@ def _run_compare(args: argparse.Namespace) -> None:
         print(f"run directory: {result.run_dir}")
 
 
+def _run_quality(args: argparse.Namespace) -> None:
+    from visionbench import api
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    result = api.quality(args.ref, args.dist, metrics=metrics, out=args.out, quiet=args.quiet or args.json or args.csv)
+    if args.json:
+        from visionbench.engine.rundir import metrics_json_text
+
+        print(metrics_json_text(result.metrics))
+    elif args.csv:
+        print((result.run_dir / api.QUALITY_ITEMS).read_text(), end="")
+    else:
+        for name in metrics:
+            entry = result.metrics[name]
+            low, high = entry["ci95"]
+            interval = f"  [{low:.4f}, {high:.4f}]" if low == low else ""
+            print(f"{name:<6} {entry['value']:.4f}{interval}  (mean of {result.metrics['num_samples']} pair(s))")
+        if "psnr_pooled_mse" in result.metrics:
+            print(f"psnr of the pooled MSE {result.metrics['psnr_pooled_mse']['value']:.4f} dB")
+        print(f"run directory: {result.run_dir}")
+
+
 def _run_list(args: argparse.Namespace) -> None:
     if args.what == "metrics":
         import fnmatch
@@ -207,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train", *argv]  # `visionbench` alone, or with training flags, means train
     args = parser.parse_args(argv)
-    handlers = {"train": _run_train, "evaluate": _run_evaluate, "compare": _run_compare, "list": _run_list}
+    handlers = {"train": _run_train, "evaluate": _run_evaluate, "quality": _run_quality, "compare": _run_compare, "list": _run_list}
     from visionbench.engine import NonFiniteLossError
 
     try:
