@@ -7,9 +7,7 @@ with Holm's correction; one end-to-end test trains two tiny runs and compares th
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import torch
 from sklearn.metrics import accuracy_score
 
 import visionbench
-from visionbench.cli import main
+from tests.test_cli import run_cli
 from visionbench.comparison import compare_runs, format_comparison, read_predictions
 from visionbench.engine.rundir import metrics_json_text
 from visionbench.metrics.significance import holm
@@ -52,16 +50,6 @@ def fake_runs(tmp_path: Path, accuracies: list[float], n: int = 120, seed: int =
         preds = torch.where(right, labels, (labels + 1 + torch.randint(0, K - 1, (n,), generator=g)) % K)
         dirs.append(write_run(tmp_path / f"run{index}", ids, labels.tolist(), preds.tolist()))
     return dirs
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)

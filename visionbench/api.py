@@ -178,7 +178,9 @@ def _evaluate_predictions_file(
     classes = [str(k) for k in range(table.num_classes)]
     metrics = classification_report(table.labels, table.preds, table.probs, classes)
     metrics["split"] = "predictions file"
-    run_dir = _make_run_dir(out, f"eval-{path.stem}", _single_process())
+    from visionbench.engine.distributed import DistInfo
+
+    run_dir = _make_run_dir(out, f"eval-{path.stem}", DistInfo())
     (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
         {"task": task, "pred": str(path), "num_classes": table.num_classes}, sort_keys=False))
     rundir.write_predictions(run_dir / rundir.PREDICTIONS, table.ids, table.labels, table.preds, table.probs)
@@ -188,12 +190,6 @@ def _evaluate_predictions_file(
     log.file(format_metrics(metrics))
     write_report(run_dir, log)
     return EvaluateResult(run_dir=run_dir, metrics=metrics, config=None)  # type: ignore[arg-type]
-
-
-def _single_process() -> Any:
-    from visionbench.engine.distributed import DistInfo
-
-    return DistInfo()
 
 
 COMPARE_JSON = "compare.json"
@@ -301,7 +297,9 @@ def quality(
         return tqdm(items, desc="quality", disable=quiet or len(items) < 2 or not sys.stderr.isatty(), file=sys.stderr)
 
     result = assess_paths(ref, dist, metrics=metrics, progress=progress)
-    run_dir = _make_run_dir(out, "quality", _single_process())
+    from visionbench.engine.distributed import DistInfo
+
+    run_dir = _make_run_dir(out, "quality", DistInfo())
     (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
         {"task": "quality", "ref": str(ref), "dist": str(dist), "metrics": list(metrics), "profile": "skimage",
          "data_range": 255}, sort_keys=False))

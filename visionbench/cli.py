@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from visionbench import __version__
@@ -39,25 +39,23 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                                metavar=None if choices else _METAVARS.get(f.name, _METAVARS[base]), help=help_text)
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0; got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` accepting integers ``>= minimum``."""
 
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
+        return value
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
-    return value
+    return parse
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run options")
     group.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/<name>-NNN)")
     group.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
-    group.add_argument("--workers", type=_non_negative_int, default=None, metavar="N",
+    group.add_argument("--workers", type=_int_at_least(0), default=None, metavar="N",
                        help="data-loader worker processes (default: 0 for in-memory data, else up to 4)")
     group.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
     group.add_argument("--json", action="store_true", help="print metrics.json on stdout and nothing else")
@@ -101,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "paired bootstrap of each metric for every pair (Holm-adjusted with three runs or more).",
     )
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two or more run directories with predictions.csv")
-    compare.add_argument("--resamples", type=_positive_int, default=1000, metavar="N",
+    compare.add_argument("--resamples", type=_int_at_least(1), default=1000, metavar="N",
                          help="paired bootstrap resamples per pair (default: 1000)")
     compare.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the resamples (default: 0)")
     compare.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/compare-NNN)")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest
 from sklearn import metrics as skm
 
-from visionbench.metrics import significance
+from visionbench.metrics import stats
 from visionbench.metrics.significance import bootstrap_p_value, holm, mcnemar_exact, paired_bootstrap
 
 FAST = settings(max_examples=25, deadline=None)
@@ -181,7 +181,7 @@ def test_paired_bootstrap_matches_slow_sklearn_loop(seed: int, block: int | None
     preds_a, preds_b, target, k = random_runs(seed)
     resamples = 25
     if block is not None:  # several blocks: the draws continue on one generator
-        monkeypatch.setattr(significance, "_MAX_DRAWN", block * target.numel())
+        monkeypatch.setattr(stats, "_MAX_DRAWN", block * target.numel())
     fast = paired_bootstrap(preds_a, preds_b, target, k, resamples=resamples, seed=seed, metrics=METRICS)
     slow = slow_paired_bootstrap(preds_a, preds_b, target, k, resamples, seed, block or resamples)
     assert list(fast) == list(METRICS)

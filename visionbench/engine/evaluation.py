@@ -158,7 +158,8 @@ def _score_metrics(
             per_sample["top5_accuracy"] = scores._top_k_hits(probs, labels, 5).double()
         intervals = {name: percentile_interval(bootstrap_means(terms, resamples=resamples, seed=seed + i))
                      for i, (name, terms) in enumerate(per_sample.items(), start=1)}
-        intervals.update(_weighted_intervals(probs, labels, resamples=resamples, seed=seed + 10))
+        bins = scores.calibration_bins(probs, labels)
+        intervals.update(_weighted_intervals(probs, labels, bins, resamples=resamples, seed=seed + 10))
         extras = {"roc_curve": {}, "pr_curve": {}}
         for c, name in enumerate(classes):
             positive = labels == c
@@ -173,17 +174,18 @@ def _score_metrics(
                 "recall": recall_l, "precision": precision_l,
                 "ap": float(scores.average_precision(probs[:, c], positive.long())),
             }
-        bins = scores.calibration_bins(probs, labels)
         extras["reliability"] = {key: value.tolist() for key, value in bins.items()} | {"ece": values["ece"]}
     return values, intervals, extras
 
 
-def _weighted_intervals(probs: torch.Tensor, labels: torch.Tensor, *, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
-    """Intervals of the ranking and calibration metrics, all resamples of a block at once."""
+def _weighted_intervals(
+    probs: torch.Tensor, labels: torch.Tensor, bins: dict[str, torch.Tensor], *, resamples: int, seed: int
+) -> dict[str, tuple[float, float]]:
+    """Intervals of the ranking and calibration metrics (``bins``: :func:`scores.calibration_bins`),
+    all resamples of a block at once."""
     found: dict[str, list[torch.Tensor]] = {"roc_auc_macro": [], "average_precision_macro": [], "ece": []}
     confidence = probs.double().max(dim=1).values
     correct = (probs.argmax(dim=1) == labels).double()
-    bins = scores.calibration_bins(probs, labels)
     index = (torch.bucketize(confidence, bins["bin_edges"]) - 1).clamp(0, len(bins["count"]) - 1)
     one_hot = torch.nn.functional.one_hot(index, len(bins["count"])).double()  # (N, B)
     for counts in bootstrap_count_blocks(labels.numel(), resamples=resamples, seed=seed):  # (R_block, N)

@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 
 from visionbench.metrics.classification import confusion_matrix, metric_tensors_from_confusion
-from visionbench.metrics.stats import percentile_interval
+from visionbench.metrics.stats import bootstrap_index_blocks, percentile_interval
 
 # Above this many discordant pairs the binomial tail is summed in floating point from lgamma
 # (relative error ~1e-10) instead of exactly with integers (~0.2 s at 100k, ~10 s at 1M).
 _EXACT_MAX_DISCORDANT = 100_000
-
-# Upper bound on sample indices drawn at once (R_block * N) by the paired bootstrap, so memory
-# stays bounded for large N: 2**22 int64 indices are 32 MiB (plus two gathered copies).
-_MAX_DRAWN = 2**22
 
 
 class McNemarResult(NamedTuple):
@@ -172,19 +167,6 @@ def _metric_names(metrics: list[str] | tuple[str, ...] | None, num_classes: int)
     return list(metrics)
 
 
-def paired_draws(num_samples: int, *, resamples: int, seed: int) -> Iterator[torch.Tensor]:
-    """Bootstrap index draws in blocks: ``int64 [R_block, N]`` per block, ``R`` rows in all.
-
-    Block ``j`` is ``torch.randint(0, N, (R_block, N), generator=g)`` with one
-    ``torch.Generator().manual_seed(seed)`` for all blocks, in order; ``R_block`` is
-    ``max(1, 2**22 // N)`` (the last block may be smaller).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    block = max(1, _MAX_DRAWN // max(num_samples, 1))
-    for start in range(0, resamples, block):
-        yield torch.randint(0, num_samples, (min(block, resamples - start), num_samples), generator=generator)
-
-
 def _confusion_of_draws(cells: torch.Tensor, draws: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Confusion matrices ``int64 [R, K, K]`` of the resamples ``draws [R, N]``.
 
@@ -205,7 +187,7 @@ def paired_bootstrap(
 
     Each resample draws N sample indices with replacement and applies the *same* indices to both
     runs, so the difference keeps the pairing (samples both runs find hard stay together).
-    Resamples are processed in blocks of ``[R_block, N]`` draws (:func:`paired_draws`); each
+    Resamples are processed in blocks of ``[R_block, N]`` draws (:func:`visionbench.metrics.stats.bootstrap_index_blocks`); each
     block builds every resample's confusion matrix with one ``bincount`` per run and evaluates
     the metrics on ``[R_block, K, K]`` — no Python loop per resample. (Drawing the ``K³`` joint
     table ``(true, pred_a, pred_b)`` as a multinomial would avoid the indices but not scale to
@@ -245,7 +227,7 @@ def paired_bootstrap(
     cells_a = target.long() * k + preds_a.long()  # (N,) the confusion-matrix cell of each sample
     cells_b = target.long() * k + preds_b.long()
     blocks: list[dict[str, torch.Tensor]] = []
-    for draws in paired_draws(target.numel(), resamples=resamples, seed=seed):  # (R_block, N)
+    for draws in bootstrap_index_blocks(target.numel(), resamples=resamples, seed=seed):  # (R_block, N)
         metric_a = metric_tensors_from_confusion(_confusion_of_draws(cells_a, draws, k))
         metric_b = metric_tensors_from_confusion(_confusion_of_draws(cells_b, draws, k))
         blocks.append({name: metric_b[name] - metric_a[name] for name in names})  # (R_block,)

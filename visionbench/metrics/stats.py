@@ -129,6 +129,24 @@ def classification_intervals(
     return intervals
 
 
+# Indices drawn per block by :func:`bootstrap_index_blocks`: 2**22 int64 = 32 MiB.
+_MAX_DRAWN = 1 << 22
+
+
+def bootstrap_index_blocks(num_samples: int, *, resamples: int, seed: int) -> Iterator[torch.Tensor]:
+    """Bootstrap index draws in blocks: ``int64 [R_block, N]`` per block, ``R`` rows in all.
+
+    Block ``j`` is ``torch.randint(0, N, (R_block, N), generator=g)`` with one
+    ``torch.Generator().manual_seed(seed)`` for all blocks, in order; ``R_block`` is
+    ``max(1, 2**22 // N)`` (the last block may be smaller). Paired comparisons apply the same
+    block to both runs.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    block = max(1, _MAX_DRAWN // max(num_samples, 1))
+    for start in range(0, resamples, block):
+        yield torch.randint(0, num_samples, (min(block, resamples - start), num_samples), generator=generator)
+
+
 def bootstrap_count_blocks(num_samples: int, *, resamples: int = 1000, seed: int = 0) -> Iterator[torch.Tensor]:
     """Bootstrap resamples as per-sample counts, in blocks: ``float64 [R_block, N]`` each.
 
@@ -136,10 +154,7 @@ def bootstrap_count_blocks(num_samples: int, *, resamples: int = 1000, seed: int
     ``sample_weight`` of shape ``[R, N]`` (ROC AUC, average precision, calibration) evaluate all
     rows of a block at once.
     """
-    generator = torch.Generator().manual_seed(seed)
-    rows = max(1, _BLOCK_ELEMENTS // max(num_samples, 1))
-    for start in range(0, resamples, rows):
-        count = min(rows, resamples - start)
-        draws = torch.randint(0, num_samples, (count, num_samples), generator=generator)
+    for draws in bootstrap_index_blocks(num_samples, resamples=resamples, seed=seed):
+        count = draws.shape[0]
         offsets = torch.arange(count).unsqueeze(1) * num_samples
         yield torch.bincount((draws + offsets).reshape(-1), minlength=count * num_samples).view(count, num_samples).double()
