@@ -274,42 +274,49 @@ QUALITY_ITEMS = "items.csv"
 
 
 def quality(
-    ref: str | Path, dist: str | Path, *, metrics: tuple[str, ...] = ("psnr", "ssim"), out: str | Path | None = None,
+    ref: str | Path, dist: str | Path, *, metrics: tuple[str, ...] = ("psnr", "ssim"), profile: str = "skimage",
+    channel: str | None = None, crop_border: int = 0, data_range: float | None = None, out: str | Path | None = None,
     quiet: bool = False,
 ) -> QualityRunResult:
-    """Full-reference quality of two images or two folders (paired by relative path).
+    """Full-reference quality of two images, two folders (paired by relative path) or two videos
+    (paired frame by frame); see :func:`visionbench.quality.assess` for the conventions.
 
     Writes a run directory with ``metrics.json`` (pooled values with 95% intervals over items,
-    ``psnr_pooled_mse``, unpaired files), ``items.csv`` (one row per image pair) and ``log.txt``.
+    ``psnr_pooled_mse``, the settings, unpaired files), ``items.csv`` (one row per image pair or
+    frame), ``examples.npz`` (thumbnails of the worst items), ``report.html`` and ``log.txt``.
 
     Example:
         >>> result = quality("ref.png", "dist.png", quiet=True)  # doctest: +SKIP
         >>> result.metrics["ssim"]["value"]  # doctest: +SKIP
     """
-    import csv
-
     import yaml
     from tqdm import tqdm
 
-    from visionbench.quality.assess import assess_paths
-
-    def progress(items: list) -> Any:
-        return tqdm(items, desc="quality", disable=quiet or len(items) < 2 or not sys.stderr.isatty(), file=sys.stderr)
-
-    result = assess_paths(ref, dist, metrics=metrics, progress=progress)
     from visionbench.engine.distributed import DistInfo
+    from visionbench.quality import assess
+    from visionbench.quality.report_files import write_examples, write_items
 
+    def progress(items: Any, total: int | None) -> Any:
+        return tqdm(items, total=total, desc="quality", unit="item", file=sys.stderr,
+                    disable=quiet or total == 1 or not sys.stderr.isatty())
+
+    result = assess(ref, dist, metrics=metrics, profile=profile, channel=channel, crop=crop_border,
+                    data_range=data_range, progress=progress)
     run_dir = _make_run_dir(out, "quality", DistInfo())
     (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
-        {"task": "quality", "ref": str(ref), "dist": str(dist), "metrics": list(metrics), "profile": "skimage",
-         "data_range": 255}, sort_keys=False))
+        {"task": "quality", "ref": str(ref), "dist": str(dist), **result.settings}, sort_keys=False))
     report = dict(result.pooled, unpaired=result.unpaired)
     rundir.write_metrics(run_dir, report)
-    with open(run_dir / QUALITY_ITEMS, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["item", *metrics, "mse"])
-        writer.writeheader()
-        writer.writerows(result.rows)
+    write_items(run_dir / QUALITY_ITEMS, result.rows)
+    write_examples(run_dir, result.examples)
+    from visionbench.report import build_quality_report
+
+    build_quality_report(run_dir)
     log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
-    log(f"quality of {len(result.rows)} pair(s) of {ref} and {dist}; "
-        f"{len(result.unpaired['reference_only'])} reference-only, {len(result.unpaired['distorted_only'])} distorted-only")
+    settings = result.settings
+    unit = "frame" if settings["kind"] == "videos" else "image"
+    log(f"quality of {len(result.rows)} {unit} pair(s) of "
+        f"{ref} and {dist} (profile {settings['profile']}, channel {settings['channel']}, data range "
+        f"{settings['data_range']:g}, crop {settings['crop_border']}); {len(result.unpaired['reference_only'])} "
+        f"reference-only, {len(result.unpaired['distorted_only'])} distorted-only; wrote {run_dir}")
     return QualityRunResult(run_dir=run_dir, metrics=report, rows=result.rows)

@@ -107,14 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print compare.json on stdout and nothing else")
 
     quality = commands.add_parser(
-        "quality", help="full-reference image quality (PSNR, SSIM) of two images or two folders",
-        description="Compare REF and DIST: two image files, or two folders paired by relative path (unpaired files "
-                    "are reported). SSIM follows scikit-image's Wang et al. setting; images are read as 8-bit.",
+        "quality", help="full-reference quality (PSNR, SSIM, MS-SSIM, ...) of two images, folders or videos",
+        description="Compare REF and DIST: two image files, two folders paired by relative path (unpaired files are "
+                    "reported), or two videos paired frame by frame (decoded one frame at a time). Every convention "
+                    "is explicit and recorded: --profile names the reference reproduced exactly, --channel the "
+                    "planes compared, --data-range the value range.",
     )
-    quality.add_argument("ref", metavar="REF", help="reference image or folder")
-    quality.add_argument("dist", metavar="DIST", help="distorted image or folder")
-    quality.add_argument("--metrics", default="psnr,ssim", help="comma-separated, from: psnr, ssim (default: psnr,ssim)")
-    quality.add_argument("--csv", action="store_true", help="print one CSV row per image pair on stdout")
+    quality.add_argument("ref", metavar="REF", help="reference image, folder or video")
+    quality.add_argument("dist", metavar="DIST", help="distorted image, folder or video")
+    quality.add_argument("--metrics", default="psnr,ssim",
+                         help="comma-separated, from: psnr, ssim, ms_ssim, mse, mae, gmsd, vif_p, haarpsi, fsim "
+                              "(default: psnr,ssim)")
+    quality.add_argument("--profile", default="skimage", choices=("skimage", "matlab", "ffmpeg"),
+                         help="skimage: scikit-image's PSNR/SSIM (default); matlab: Wang's ssim.m/msssim.m with "
+                              "their automatic downsampling; ffmpeg: FFmpeg's ssim/psnr filters (8x8 windows)")
+    quality.add_argument("--channel", choices=("rgb", "y", "y-studio"), default=None,
+                         help="planes compared: rgb as given, y = BT.601 full-range luma, y-studio = BT.601 16-235 "
+                              "luma (rgb2ycbcr); default rgb for images, y (the stored luma plane) for videos")
+    quality.add_argument("--crop-border", type=_int_at_least(0), default=0, metavar="PX",
+                         help="pixels removed from each border before measuring (default: 0)")
+    quality.add_argument("--data-range", type=float, default=None, metavar="R",
+                         help="value range of the samples (default: 255 for 8-bit, 2^bits-1 for videos; required for "
+                              "16-bit images, e.g. 65535 or 1023 for 10-bit data)")
+    quality.add_argument("--csv", action="store_true", help="print one CSV row per image pair or frame on stdout")
     quality.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/quality-NNN)")
     quality.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
     quality.add_argument("--json", action="store_true", help="print metrics.json on stdout and nothing else")
@@ -185,7 +200,9 @@ def _run_quality(args: argparse.Namespace) -> None:
     from visionbench import api
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    result = api.quality(args.ref, args.dist, metrics=metrics, out=args.out, quiet=args.quiet or args.json or args.csv)
+    result = api.quality(args.ref, args.dist, metrics=metrics, profile=args.profile, channel=args.channel,
+                         crop_border=args.crop_border, data_range=args.data_range, out=args.out,
+                         quiet=args.quiet or args.json or args.csv)
     if args.json:
         from visionbench.engine.rundir import metrics_json_text
 
@@ -197,7 +214,7 @@ def _run_quality(args: argparse.Namespace) -> None:
             entry = result.metrics[name]
             low, high = entry["ci95"]
             interval = f"  [{low:.4f}, {high:.4f}]" if low == low else ""
-            print(f"{name:<6} {entry['value']:.4f}{interval}  (mean of {result.metrics['num_samples']} pair(s))")
+            print(f"{name:<8} {entry['value']:.4f}{interval}  (mean of {result.metrics['num_samples']} pair(s))")
         if "psnr_pooled_mse" in result.metrics:
             print(f"psnr of the pooled MSE {result.metrics['psnr_pooled_mse']['value']:.4f} dB")
         print(f"run directory: {result.run_dir}")

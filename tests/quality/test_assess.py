@@ -62,11 +62,109 @@ def test_bad_input_names_the_files(tmp_path: Path, capsys: pytest.CaptureFixture
     cases = [
         (["a.png", "b.png"], "same size"),
         (["a.png", "broken.png"], "cannot read image"),
-        (["a.png", "missing.png"], "two image files or two folders"),
+        (["a.png", "missing.png"], "two image files, two folders or two videos"),
     ]
     for (left, right), message in cases:
         code = cli.main(["quality", str(tmp_path / left), str(tmp_path / right), "--quiet", "--out", str(tmp_path / "r")])
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err
     code = cli.main(["quality", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--metrics", "vmaf", "--quiet"])
-    assert code == 2 and "metrics must be among" in capsys.readouterr().err
+    assert code == 2 and "unknown quality metric 'vmaf'" in capsys.readouterr().err
+
+
+def test_tensors_profiles_channels_and_crop() -> None:
+    import torch
+    from skimage.color import rgb2ycbcr
+
+    from visionbench.quality import assess, ssim_matlab
+
+    reference = data.astronaut()[:180, :200]
+    distorted = np.clip(reference + np.random.default_rng(3).normal(0, 10, reference.shape), 0, 255).astype(np.uint8)
+    x, y = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None] for a in (reference, distorted))
+    studio = assess(x, y, metrics=("psnr", "ssim"), channel="y-studio", crop=4)
+    ry, dy = (rgb2ycbcr(a)[4:-4, 4:-4, 0] for a in (reference, distorted))
+    assert studio.rows[0]["psnr"] == pytest.approx(peak_signal_noise_ratio(ry, dy, data_range=255), abs=1e-9)
+    assert studio.rows[0]["ssim"] == pytest.approx(structural_similarity(
+        ry, dy, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255), abs=1e-9)
+    assert studio.settings == {"kind": "tensors", "profile": "skimage", "channel": "y-studio", "data_range": 255.0,
+                               "crop_border": 4, "metrics": ["psnr", "ssim"]}
+    matlab = assess(x, y, metrics=("ssim",), profile="matlab")
+    assert matlab.rows[0]["ssim"] == float(ssim_matlab(x, y)[0])
+    every = assess(x.double() / 255, y.double() / 255, data_range=1.0,
+                   metrics=("psnr", "ssim", "ms_ssim", "mse", "mae", "gmsd", "vif_p", "haarpsi", "fsim"))
+    row = every.rows[0]
+    assert row["mse"] == pytest.approx(np.mean((reference / 255.0 - distorted / 255.0) ** 2), rel=1e-12)
+    assert 0 < row["ms_ssim"] < 1 and 0 < row["gmsd"] < 1 and every.pooled["gmsd"]["higher_is_better"] is False
+
+
+def test_bad_settings_say_what_to_do() -> None:
+    import torch
+
+    from visionbench.quality import assess
+
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="data_range must be given for torch.float32"):
+        assess(x, x)
+    with pytest.raises(ValueError, match="ms_ssim has no 'ffmpeg' profile"):
+        assess(x, x, data_range=1.0, metrics=("ms_ssim",), profile="ffmpeg")
+    with pytest.raises(ValueError, match="Did you mean ssim"):
+        assess(x, x, data_range=1.0, metrics=("sssim",))
+    with pytest.raises(ValueError, match="profile must be one of skimage, matlab, ffmpeg"):
+        assess(x, x, data_range=1.0, profile="vmaf")
+    with pytest.raises(ValueError, match="same shape"):
+        assess(x, x[..., :31], data_range=1.0)
+
+
+def test_sixteen_bit_images_need_their_range(tmp_path: Path) -> None:
+    from visionbench.quality import assess
+
+    deep = (data.camera()[:64, :64].astype(np.uint16) * 64)
+    Image.fromarray(deep).save(tmp_path / "a.png")
+    Image.fromarray(deep // 2).save(tmp_path / "b.png")
+    with pytest.raises(ValueError, match="16-bit"):
+        assess(tmp_path / "a.png", tmp_path / "b.png")
+    result = assess(tmp_path / "a.png", tmp_path / "b.png", data_range=65535, metrics=("psnr",))
+    expected = peak_signal_noise_ratio(deep, deep // 2, data_range=65535)
+    assert result.rows[0]["psnr"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_identical_images_psnr_is_inf_and_stated(tmp_path: Path) -> None:
+    Image.fromarray(data.camera()[:40, :40]).save(tmp_path / "a.png")
+    result = quality(tmp_path / "a.png", tmp_path / "a.png", out=tmp_path / "run", quiet=True)
+    assert result.rows[0]["psnr"] == float("inf") and result.metrics["psnr"]["value"] == float("inf")
+    assert result.metrics["psnr"]["non_finite_items"] == 1 and result.metrics["ssim"]["value"] == 1.0
+
+
+def test_report_shows_worst_items_for_folders(tmp_path: Path) -> None:
+    _pair_folders(tmp_path)
+    result = quality(tmp_path / "ref", tmp_path / "dist", out=tmp_path / "run", quiet=True,
+                     metrics=("ssim", "psnr"))
+    report = (result.run_dir / "report.html").read_text()
+    for section in ("Metrics", "Per item", "Worst items", "Unpaired files", "only_here.png", "SSIM map"):
+        assert section in report
+    assert "http://" not in report and "https://" not in report
+    assert (result.run_dir / "examples.npz").is_file()
+
+
+def test_4k_pair_runs_in_bounded_memory(tmp_path: Path) -> None:
+    """Peak RSS of a fresh process measuring PSNR and SSIM of a 3840x2160 RGB pair (torch
+    included) stays under 1 GiB."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, torch\n"
+        "from visionbench.quality import assess\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "x = torch.randint(0, 256, (1, 3, 2160, 3840), dtype=torch.uint8, generator=g)\n"
+        "y = x.clone()\n"
+        "for c in range(3):  # noise one plane at a time, to keep the test's own memory small\n"
+        "    y[0, c] = (x[0, c].short() + torch.randint(-8, 9, x.shape[2:], generator=g, dtype=torch.short)).clamp(0, 255)\n"
+        "result = assess(x, y, metrics=('psnr', 'ssim'))\n"
+        "assert 0 < result.rows[0]['ssim'] < 1 and len(result.examples) == 1\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    peak_mib = int(done.stdout.split()[-1]) / 1024
+    assert peak_mib < 1024, f"peak RSS {peak_mib:.0f} MiB"

@@ -1,8 +1,21 @@
-"""Image quality: full-reference metrics on ``(N, C, H, W)`` tensors (PSNR, SSIM, ...), and
-:func:`assess_paths` for two images or two folders (``visionbench quality`` /
-``visionbench.api.quality`` write it to a run directory)."""
+"""Image and video quality: full-reference metrics on ``(N, C, H, W)`` tensors, their profiles
+(:mod:`~visionbench.quality.catalog`), colour conventions (:mod:`~visionbench.quality.color`),
+and :func:`assess` for tensors, two images, two folders or two videos (``visionbench quality`` /
+:func:`visionbench.api.quality` write it to a run directory).
 
-from visionbench.quality.assess import assess_paths
-from visionbench.quality.full_reference import gaussian_window, psnr, psnr_db_of_mse, ssim, ssim_map
+Every metric returns float64 per image (``[N]``) and is differentiable, so ``1 - ssim(x, y)`` is a loss.
+"""
 
-__all__ = ["assess_paths", "gaussian_window", "psnr", "psnr_db_of_mse", "ssim", "ssim_map"]
+from visionbench.quality.assessment import QualityResult, assess
+from visionbench.quality.catalog import PROFILES, QUALITY_METRICS
+from visionbench.quality.color import CHANNELS, crop_border, to_channel
+from visionbench.quality.full_reference import gaussian_window, mae, mse, psnr, psnr_db_of_mse, ssim, ssim_map
+from visionbench.quality.matlab import ms_ssim_matlab, ssim_matlab
+from visionbench.quality.perceptual import fsim, haarpsi, vif_p
+from visionbench.quality.structural import gmsd, ms_ssim
+
+__all__ = [
+    "CHANNELS", "PROFILES", "QUALITY_METRICS", "QualityResult", "assess", "crop_border", "fsim", "gaussian_window",
+    "gmsd", "haarpsi", "mae", "ms_ssim", "ms_ssim_matlab", "mse", "psnr", "psnr_db_of_mse", "ssim", "ssim_map",
+    "ssim_matlab", "to_channel", "vif_p",
+]

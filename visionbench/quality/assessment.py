@@ -1,15 +1,26 @@
-"""Quality of image pairs: two images or two folders (paired by relative path), per item and pooled.
+"""Quality of image pairs: two tensors, two images, two folders (paired by relative path) or two
+videos (paired frame by frame), per item and pooled.
 
-Images are read with Pillow as uint8 (data range 255): both grayscale stay one channel, otherwise
-both are compared in RGB. Pooled results are the mean over items, each with a 95% bootstrap
-interval over items, and for PSNR also the PSNR of the mean MSE (``psnr_pooled_mse``, what
-FFmpeg reports for a video), labelled as such.
+Conventions, all recorded in the result's ``settings`` and in ``metrics.json``:
+
+- **Data range**: 255 for 8-bit images and videos, ``2**bits - 1`` for deeper videos; 16-bit
+  images and float tensors need ``data_range`` (10-, 12- and 16-bit data share one container).
+- **Channel** (:mod:`visionbench.quality.color`): ``rgb`` by default for images, ``y`` (the
+  stored luma plane) for videos. A grayscale image paired with a colour one is compared in RGB.
+- **Crop**: ``crop_border`` pixels removed from each side before any metric.
+- **Pooling**: each metric's mean over items with a 95% bootstrap interval over items, and for
+  PSNR also ``psnr_pooled_mse``, the PSNR of the mean MSE (what FFmpeg prints for a video).
+
+Memory stays bounded: items are processed one at a time, and only the few worst items keep
+small thumbnails for the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import heapq
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,52 +29,181 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from visionbench.metrics.stats import bootstrap_means, percentile_interval
-from visionbench.quality.full_reference import psnr, psnr_db_of_mse, ssim
+from visionbench.quality.catalog import QUALITY_METRICS, check_profile, resolve_metrics
+from visionbench.quality.color import check_channel, crop_border, to_channel
+from visionbench.quality.full_reference import mean_difference, psnr_db_of_mse, ssim_map
 
-METRICS = {"psnr": psnr, "ssim": ssim}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+THUMBNAIL_SIDE = 320  # longest side of the report's thumbnails, px
+SSIM_MAP_MAX_PIXELS = 2_100_000  # SSIM maps for the report only up to 1080p (bounded memory)
+
+Item = tuple[str, "float | None", torch.Tensor, torch.Tensor]  # name, time in s (videos), ref, dist
+
+
+@dataclass(frozen=True)
+class Example:
+    """One of the worst items, small enough for the report: thumbnails on a 0–255 scale."""
+
+    item: str
+    value: float
+    ref: np.ndarray  # uint8 [h, w] or [h, w, 3]
+    dist: np.ndarray
+    difference: np.ndarray  # float32 [h, w], |ref − dist| / data_range, mean over channels
+    ssim: np.ndarray | None  # float32 [h, w] SSIM map (skimage profile), None above SSIM_MAP_MAX_PIXELS
 
 
 @dataclass(frozen=True)
 class QualityResult:
-    """Per-item rows (``{"item": relative path, metric: value, "mse": …}``), the pooled values, and
-    the items found on one side only."""
+    """Per-item rows (``{"item", ["time"], metric: value, …, "mse"}``), the pooled values (the
+    ``metrics.json`` content), the items found on one side only, the settings used and the worst
+    items (by the first metric)."""
 
     rows: list[dict[str, Any]]
     pooled: dict[str, Any]
     unpaired: dict[str, list[str]]
+    settings: dict[str, Any]
+    examples: list[Example] = field(default_factory=list)
+
+
+def assess(
+    ref: str | Path | torch.Tensor, dist: str | Path | torch.Tensor, *, metrics: Sequence[str] = ("psnr", "ssim"),
+    profile: str = "skimage", channel: str | None = None, crop: int = 0, data_range: float | None = None,
+    examples: int = 6, progress: Callable[[Iterable[Any], int | None], Iterable[Any]] | None = None,
+) -> QualityResult:
+    """Full-reference quality of two tensors, images, folders or videos (see the module docstring).
+
+    Args:
+        ref, dist: ``(N, C, H, W)`` tensors, or paths to two images, two folders or two videos.
+        metrics: names from :data:`visionbench.quality.catalog.QUALITY_METRICS`.
+        profile: ``skimage``, ``matlab`` or ``ffmpeg`` (:mod:`visionbench.quality.catalog`).
+        channel: ``rgb``, ``y`` or ``y-studio``; default ``rgb`` for images, ``y`` for videos.
+        crop: pixels removed from each border before measuring.
+        data_range: value range of the input; required for float tensors and 16-bit images.
+        examples: how many of the worst items keep thumbnails for the report.
+        progress: wraps the item iterator (e.g. tqdm), given the item count when known.
+
+    Returns:
+        A :class:`QualityResult`.
+
+    Example:
+        >>> x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+        >>> assess(x, x, data_range=1.0).pooled["ssim"]["value"]
+        1.0
+    """
+    functions = resolve_metrics(tuple(metrics), check_profile(profile))
+    source = _open_source(ref, dist, channel=channel, data_range=data_range)
+    settings = {"kind": source.kind, "profile": profile, "channel": source.channel, "data_range": source.data_range,
+                "crop_border": crop, "metrics": list(metrics)}
+    worst = _WorstItems(examples, metrics[0], QUALITY_METRICS[metrics[0]].higher_is_better)
+    rows = []
+    items = progress(source.items, source.count) if progress else source.items
+    for name, time, x, y in items:
+        x, y = (crop_border(to_channel(v, source.channel, data_range=source.data_range), crop)  # type: ignore[arg-type]
+                for v in (x, y))
+        row: dict[str, Any] = {"item": name} if time is None else {"item": name, "time": round(time, 6)}
+        for metric, function in functions.items():
+            row[metric] = float(function(x, y, source.data_range)[0])
+        row["mse"] = float(mean_difference(x, y, power=2)[0])
+        rows.append(row)
+        worst.offer(row, x, y, source.data_range)
+    if not rows:
+        raise ValueError(f"nothing to compare in {str(ref)!r} and {str(dist)!r}.")
+    pooled = pool_rows(rows, metrics, data_range=source.data_range, kind=source.kind)
+    pooled["settings"] = settings
+    return QualityResult(rows=rows, pooled=pooled, unpaired=source.unpaired, settings=settings,
+                         examples=worst.examples())
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    kind: str  # "tensors", "images", "folders" or "videos"
+    items: Iterator[Item]
+    count: int | None
+    channel: str
+    data_range: float
+    unpaired: dict[str, list[str]]
+
+
+def _open_source(ref: Any, dist: Any, *, channel: str | None, data_range: float | None) -> _Source:
+    """The items to compare, and the settings they imply."""
+    no_unpaired: dict[str, list[str]] = {"reference_only": [], "distorted_only": []}
+    if isinstance(ref, torch.Tensor) or isinstance(dist, torch.Tensor):
+        return _tensor_source(ref, dist, channel=channel, data_range=data_range)
+    ref, dist = Path(ref), Path(dist)
+    from visionbench.quality.video import check_videos_match, is_video, paired_frames, probe_video
+
+    if ref.is_file() and dist.is_file() and (is_video(ref) or is_video(dist)):
+        if not (is_video(ref) and is_video(dist)):
+            raise ValueError(f"give two videos or two images; got {str(ref)!r} and {str(dist)!r}.")
+        ref_info, dist_info = probe_video(ref), probe_video(dist)
+        check_videos_match(ref_info, dist_info)
+        channel = check_channel(channel or "y")
+        frames = ((str(i), t, x, y) for i, t, x, y in paired_frames(ref_info, dist_info, channel=channel))
+        bits = 8 if channel == "rgb" else ref_info.bits
+        return _Source("videos", frames, ref_info.frames, channel, data_range or float(2**bits - 1), no_unpaired)
+    pairs, unpaired = _image_pairs(ref, dist)
+    items = _image_items(pairs, data_range)
+    first = next(items)  # read the first pair now: its bit depth fixes the data range
+    kind = "images" if ref.is_file() else "folders"
+    return _Source(kind, _prepend(first, items), len(pairs), check_channel(channel or "rgb"), first[2], unpaired)
+
+
+def _prepend(first: tuple[str, float | None, float, torch.Tensor, torch.Tensor],
+             rest: Iterator[tuple[str, float | None, float, torch.Tensor, torch.Tensor]]) -> Iterator[Item]:
+    """The image items as ``(name, None, ref, dist)``, the already-read first one included."""
+    name, time, _, x, y = first
+    yield name, time, x, y
+    for name, time, _, x, y in rest:
+        yield name, time, x, y
+
+
+def _tensor_source(ref: Any, dist: Any, *, channel: str | None, data_range: float | None) -> _Source:
+    if not (isinstance(ref, torch.Tensor) and isinstance(dist, torch.Tensor)):
+        raise TypeError("give two tensors or two paths, not one of each.")
+    if ref.shape != dist.shape or ref.ndim != 4:
+        raise ValueError(f"tensors must both be (N, C, H, W) of the same shape; got {tuple(ref.shape)} and "
+                         f"{tuple(dist.shape)}.")
+    range_ = _default_range(ref.dtype, data_range, "the tensors")
+    items = ((str(i), None, ref[i : i + 1], dist[i : i + 1]) for i in range(ref.shape[0]))
+    no_unpaired: dict[str, list[str]] = {"reference_only": [], "distorted_only": []}
+    return _Source("tensors", items, ref.shape[0], check_channel(channel or "rgb"), range_, no_unpaired)
+
+
+def _default_range(dtype: torch.dtype, data_range: float | None, where: str) -> float:
+    """``data_range`` if given, 255 for uint8, else an error saying what to pass."""
+    if data_range is not None:
+        if not data_range > 0:
+            raise ValueError(f"data_range must be > 0; got {data_range!r}.")
+        return float(data_range)
+    if dtype == torch.uint8:
+        return 255.0
+    raise ValueError(f"data_range must be given for {dtype} data ({where}): e.g. 1.0 for floats in [0, 1], 1023 for "
+                     "10-bit, 4095 for 12-bit, 65535 for 16-bit samples (--data-range on the command line).")
 
 
 def read_image(path: Path) -> np.ndarray:
-    """``uint8 [H, W]`` (grayscale) or ``[H, W, 3]``; a clear error names an unreadable file."""
+    """``uint8``/``uint16`` ``[H, W]`` (grayscale) or ``uint8 [H, W, 3]``; a clear error names an
+    unreadable file. 16-bit grayscale stays 16-bit (its data range must then be given)."""
     try:
         with Image.open(path) as image:
-            gray = image.mode in ("L", "I;16", "I", "1")
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(image, dtype=np.uint16) if image.mode.startswith("I;16") else \
+                    np.asarray(image).astype(np.uint16)
+            gray = image.mode in ("L", "1", "LA")
             return np.asarray(image.convert("L" if gray else "RGB"))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read image {str(path)!r}: {error}. Check the file or remove it.") from None
 
 
-def _to_pair(ref: np.ndarray, dist: np.ndarray, ref_path: Path, dist_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    if ref.ndim != dist.ndim:  # one grayscale, one colour: compare both in RGB
-        ref, dist = (np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in (ref, dist))
-    if ref.shape != dist.shape:
-        raise ValueError(f"images must have the same size; got {ref.shape[:2]} in {ref_path} and {dist.shape[:2]} "
-                         f"in {dist_path}. Resize or crop the distorted image to the reference first.")
-
-    def nchw(a: np.ndarray) -> torch.Tensor:
-        a = np.ascontiguousarray(a)
-        return torch.from_numpy(a.copy()).permute(2, 0, 1)[None] if a.ndim == 3 else torch.from_numpy(a.copy())[None, None]
-
-    return nchw(ref), nchw(dist)
-
-
-def _pairs(ref: Path, dist: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, list[str]]]:
+def _image_pairs(ref: Path, dist: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, list[str]]]:
     """``(relative name, ref file, dist file)`` for two files or two folders, and the unpaired."""
     if ref.is_file() and dist.is_file():
         return [(dist.name, ref, dist)], {"reference_only": [], "distorted_only": []}
     if not (ref.is_dir() and dist.is_dir()):
-        raise ValueError(f"give two image files or two folders; got {str(ref)!r} and {str(dist)!r}.")
+        raise ValueError(f"give two image files, two folders or two videos; got {str(ref)!r} and {str(dist)!r}.")
 
     def images(root: Path) -> dict[str, Path]:
         return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
@@ -77,33 +217,113 @@ def _pairs(ref: Path, dist: Path) -> tuple[list[tuple[str, Path, Path]], dict[st
     return [(name, left[name], right[name]) for name in common], unpaired
 
 
-def assess_paths(ref: str | Path, dist: str | Path, *, metrics: Sequence[str] = ("psnr", "ssim"),
-                 progress: Any = None) -> QualityResult:
-    """Per-item and pooled quality of two images or two folders (see the module docstring)."""
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"metrics must be among {sorted(METRICS)}; got {unknown!r}.")
-    pairs, unpaired = _pairs(Path(ref), Path(dist))
-    rows = []
-    for name, ref_path, dist_path in (progress(pairs) if progress else pairs):
-        x, y = _to_pair(read_image(ref_path), read_image(dist_path), ref_path, dist_path)
-        row: dict[str, Any] = {"item": name, "mse": float((x.double() - y.double()).square().mean())}
-        for metric in metrics:
-            row[metric] = float(METRICS[metric](x, y)[0])
-        rows.append(row)
-    return QualityResult(rows=rows, pooled=_pool(rows, metrics), unpaired=unpaired)
+def _image_items(pairs: list[tuple[str, Path, Path]], data_range: float | None) -> Iterator[Any]:
+    """``(name, None, data range, ref, dist)`` per pair, read lazily, one pair in memory at a time."""
+    for name, ref_path, dist_path in pairs:
+        ref, dist = read_image(ref_path), read_image(dist_path)
+        if ref.dtype != dist.dtype:
+            raise ValueError(f"images must have the same bit depth; got {ref.dtype} in {ref_path} and {dist.dtype} "
+                             f"in {dist_path}. Convert one of them first.")
+        x, y = _to_pair(ref, dist, ref_path, dist_path)
+        yield name, None, _default_range(x.dtype, data_range, f"{ref_path} is 16-bit"), x, y
 
 
-def _pool(rows: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
-    """Mean of each metric over items with a bootstrap interval over items; PSNR of the mean MSE."""
-    pooled: dict[str, Any] = {"task": "quality", "num_samples": len(rows), "pooling": "mean over items"}
+def _to_pair(ref: np.ndarray, dist: np.ndarray, ref_path: Path, dist_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    if ref.ndim != dist.ndim:  # one grayscale, one colour: compare both in RGB
+        ref, dist = (np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in (ref, dist))
+    if ref.shape != dist.shape:
+        raise ValueError(f"images must have the same size; got {ref.shape[1]}x{ref.shape[0]} in {ref_path} and "
+                         f"{dist.shape[1]}x{dist.shape[0]} in {dist_path}. Resize or crop the distorted image to the "
+                         "reference first.")
+
+    def nchw(a: np.ndarray) -> torch.Tensor:
+        a = np.ascontiguousarray(a).astype(a.dtype if a.dtype == np.uint8 else np.int32)
+        return torch.from_numpy(a).permute(2, 0, 1)[None] if a.ndim == 3 else torch.from_numpy(a)[None, None]
+
+    return nchw(ref), nchw(dist)
+
+
+# --- pooling and the worst items -----------------------------------------------------------------
+
+
+def pool_rows(rows: list[dict[str, Any]], metrics: Sequence[str], *, data_range: float, kind: str) -> dict[str, Any]:
+    """``metrics.json`` content: each metric's mean over items with a bootstrap interval over items,
+    and the PSNR of the mean MSE. Infinite PSNRs (identical pairs) are left out of the mean and
+    counted; the mean is ``inf`` when every pair is identical."""
+    unit = "frames" if kind == "videos" else "items"
+    pooled: dict[str, Any] = {"task": "quality", "num_samples": len(rows), "pooling": f"mean over {unit}"}
     for metric in metrics:
         values = torch.tensor([row[metric] for row in rows], dtype=torch.float64)
         finite = values[torch.isfinite(values)]
-        interval = percentile_interval(bootstrap_means(finite)) if len(finite) > 1 else (float("nan"), float("nan"))
-        pooled[metric] = {"value": float(finite.mean()) if len(finite) else float("inf"), "ci95": list(interval),
-                          "higher_is_better": True}
+        interval = percentile_interval(bootstrap_means(finite)) if len(finite) > 1 else (math.nan, math.nan)
+        entry: dict[str, Any] = {"value": float(finite.mean()) if len(finite) else math.inf, "ci95": list(interval),
+                                 "higher_is_better": QUALITY_METRICS[metric].higher_is_better}
+        if len(finite) < len(values):
+            entry["non_finite_items"] = len(values) - len(finite)
+        pooled[metric] = entry
     if "psnr" in metrics:
         mean_mse = float(np.mean([row["mse"] for row in rows]))
-        pooled["psnr_pooled_mse"] = {"value": psnr_db_of_mse(mean_mse, 255.0), "ci95": None, "higher_is_better": True}
+        pooled["psnr_pooled_mse"] = {"value": psnr_db_of_mse(mean_mse, data_range), "ci95": None,
+                                     "higher_is_better": True, "definition": f"PSNR of the mean MSE over {unit}"}
     return pooled
+
+
+class _WorstItems:
+    """Keeps thumbnails of the ``limit`` worst items by one metric (a bounded heap)."""
+
+    def __init__(self, limit: int, metric: str, higher_is_better: bool) -> None:
+        self.limit, self.metric, self.sign = limit, metric, 1.0 if higher_is_better else -1.0
+        self.heap: list[tuple[float, int, Example]] = []  # (−badness, order, example): heap[0] is the least bad
+        self.offered = 0  # tie-break, so examples never get compared
+
+    def offer(self, row: dict[str, Any], x: torch.Tensor, y: torch.Tensor, data_range: float) -> None:
+        """Keep ``row``'s item if it is among the worst so far (thumbnails made only then)."""
+        value = row[self.metric]
+        if self.limit <= 0 or not math.isfinite(value):
+            return
+        badness = -self.sign * value
+        if len(self.heap) == self.limit and -self.heap[0][0] >= badness:
+            return
+        example = make_example(row["item"], value, x, y, data_range)
+        self.offered += 1
+        entry = (-badness, self.offered, example)
+        if len(self.heap) < self.limit:
+            heapq.heappush(self.heap, entry)
+        else:
+            heapq.heapreplace(self.heap, entry)
+
+    def examples(self) -> list[Example]:
+        """Worst first."""
+        return [e for _, _, e in sorted(self.heap, key=lambda t: t[0])]
+
+
+def make_example(item: str, value: float, x: torch.Tensor, y: torch.Tensor, data_range: float) -> Example:
+    """Thumbnails of one pair ``(1, C, H, W)``: both images, the difference map and the SSIM map."""
+    scale = 255.0 / data_range
+    h, w = x.shape[-2:]
+    factor = max(1, math.ceil(max(h, w) / THUMBNAIL_SIDE))
+
+    def shrink(plane: Callable[[int, int], torch.Tensor]) -> torch.Tensor:
+        """Area-average ``plane(top, bottom)`` (float ``(1, 1, rows, W)``) over bands of rows, so a
+        4K image is never converted to float whole."""
+        band = factor * max(1, 2_000_000 // (w * factor * factor))  # ~2M samples per band
+        parts = [plane(top, min(top + band, h)) for top in range(0, h, band)]
+        parts = [torch.nn.functional.avg_pool2d(p, factor, ceil_mode=True) if factor > 1 else p for p in parts]
+        return torch.cat(parts, dim=2)
+
+    def picture(v: torch.Tensor) -> np.ndarray:
+        planes = [shrink(lambda a, b, c=c: v[:, c : c + 1, a:b].float() * scale) for c in range(v.shape[1])]
+        image = torch.cat(planes, dim=1).round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+        return image[..., 0] if image.shape[2] == 1 else image
+
+    def absolute_difference(top: int, bottom: int) -> torch.Tensor:
+        planes = (x[:, c : c + 1, top:bottom].float() - y[:, c : c + 1, top:bottom].float() for c in range(x.shape[1]))
+        return sum(p.abs() for p in planes) / (x.shape[1] * data_range)  # type: ignore[return-value]
+
+    difference = shrink(absolute_difference)[0, 0]
+    similarity = None
+    if h * w <= SSIM_MAP_MAX_PIXELS and min(h, w) >= 11:
+        full_map = ssim_map(x.double(), y.double(), data_range=data_range).mean(dim=1, keepdim=True)
+        similarity = shrink(lambda top, bottom: full_map[:, :, top:bottom])[0, 0].float().numpy()
+    return Example(item=item, value=value, ref=picture(x), dist=picture(y),
+                   difference=difference.float().numpy(), ssim=similarity)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_BUILDERS = {"build_run_report": "run_report", "build_compare_report": "compare_report"}
+_BUILDERS = {"build_run_report": "run_report", "build_compare_report": "compare_report",
+             "build_quality_report": "quality_report"}
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +30,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'visionbench.report' has no attribute {name!r}")
 
 
-__all__ = ["build_compare_report", "build_run_report"]
+__all__ = ["build_compare_report", "build_quality_report", "build_run_report"]

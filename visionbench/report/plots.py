@@ -367,3 +367,67 @@ def difference_forest(
     axes.set(xlabel=xlabel, ylim=(-0.7, n - 0.3), title="Metric differences with 95% intervals (red: significant)")
     axes.grid(axis="x", alpha=0.3)
     return _png(figure)
+
+
+# ------------------------------------------------------------------------------------------- quality
+
+
+def quality_per_item(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], *, frames: bool) -> bytes:
+    """Each metric per item: a line over frame numbers for videos, points per item otherwise.
+
+    Args:
+        rows: ``items.csv`` rows (``item`` and one value per metric; ``inf`` PSNRs are left out).
+        metrics: the metric columns to draw (one panel each, at most 4).
+        frames: whether the items are video frames (drawn as a line).
+
+    Returns:
+        PNG bytes.
+    """
+    metrics = list(metrics)[:4]
+    figure = _figure(10, 2.4 * len(metrics) + 0.4)
+    axes_list = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+    positions = np.arange(len(rows))
+    for axes, metric in zip(axes_list, metrics, strict=True):
+        values = _finite([_score(row.get(metric)) for row in rows])
+        values[~np.isfinite(values)] = np.nan
+        axes.plot(positions, values, "-" if frames else "o", markersize=3, linewidth=1)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            axes.axhline(float(finite.mean()), color="C3", linestyle="--", linewidth=1, label=f"mean {finite.mean():.4g}")
+            axes.legend(fontsize=8, loc="lower right")
+        axes.set(ylabel=_plain(metric))
+        axes.grid(alpha=0.3)
+    axes_list[-1].set(xlabel="frame" if frames else "item (in items.csv order)")
+    return _png(figure)
+
+
+def quality_example(ref: np.ndarray, dist: np.ndarray, difference: np.ndarray, ssim: np.ndarray | None,
+                    *, title: str) -> bytes:
+    """One item side by side: reference, distorted, difference map and (when given) SSIM map.
+
+    Args:
+        ref, dist: ``uint8 [h, w]`` or ``[h, w, 3]`` thumbnails.
+        difference: ``[h, w]`` |ref − dist| as a fraction of the data range.
+        ssim: ``[h, w]`` SSIM map or None.
+        title: shown above the row (user text, drawn as written).
+
+    Returns:
+        PNG bytes.
+    """
+    panels = 4 if ssim is not None else 3
+    figure = _figure(3.3 * panels, 3.3 * ref.shape[0] / max(ref.shape[1], 1) + 0.8)
+    axes_list = figure.subplots(1, panels, squeeze=False)[0]
+    for axes, image, name in ((axes_list[0], ref, "reference"), (axes_list[1], dist, "distorted")):
+        axes.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        axes.set_title(name, fontsize=9)
+    shown = axes_list[2].imshow(difference, cmap="magma", vmin=0, vmax=max(float(np.max(difference)), 1e-6))
+    axes_list[2].set_title("|reference − distorted| / range", fontsize=9)
+    figure.colorbar(shown, ax=axes_list[2], fraction=0.046, pad=0.02)
+    if ssim is not None:
+        shown = axes_list[3].imshow(ssim, cmap="viridis", vmin=min(0.0, float(np.min(ssim))), vmax=1)
+        axes_list[3].set_title("SSIM map", fontsize=9)
+        figure.colorbar(shown, ax=axes_list[3], fraction=0.046, pad=0.02)
+    for axes in axes_list:
+        axes.set_axis_off()
+    figure.suptitle(_plain(title, 100), fontsize=10)
+    return _png(figure)

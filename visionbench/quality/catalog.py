@@ -1,0 +1,186 @@
+"""The quality metrics by name, and the profile each follows.
+
+A **profile** names the reference a metric reproduces exactly:
+
+- ``skimage`` (default): scikit-image's ``peak_signal_noise_ratio`` and ``structural_similarity``
+  with ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``. scikit-image has no
+  MS-SSIM, so ``ms_ssim`` follows the common PyTorch convention (piq, pytorch-msssim).
+- ``matlab``: Wang's ``ssim.m`` (automatic downsampling) and ``msssim.m``; PSNR is the plain
+  formula, as in MATLAB's ``psnr``.
+- ``ffmpeg``: FFmpeg's ``ssim`` filter (8×8 windows on a 4-pixel grid of 4×4 sums) and ``psnr``
+  filter, per plane, averaged with the planes' areas as weights. FFmpeg works on integer samples:
+  non-integer planes (e.g. luma converted from RGB) are rounded half up first, as a stated
+  approximation of FFmpeg's own conversion.
+
+Metrics without a profile-specific form (``mse``, ``mae``, ``gmsd``, ``vif_p``, ``haarpsi``,
+``fsim``) are the same under every profile. Every function takes ``(x, y, data_range)`` on
+``(N, C, H, W)`` tensors and returns float64 ``[N]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Profile = Literal["skimage", "matlab", "ffmpeg"]
+PROFILES: tuple[str, ...] = ("skimage", "matlab", "ffmpeg")
+ANY_PROFILE = "*"
+
+MetricFunction = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class QualityMetric:
+    """One named metric: its direction, a one-line description and its function per profile."""
+
+    name: str
+    higher_is_better: bool
+    description: str
+    functions: dict[str, MetricFunction]
+
+    def function(self, profile: str) -> MetricFunction:
+        """The function under ``profile`` (a ``ValueError`` when the metric has no such form)."""
+        if ANY_PROFILE in self.functions:
+            return self.functions[ANY_PROFILE]
+        if profile not in self.functions:
+            raise ValueError(f"{self.name} has no {profile!r} profile; it has {', '.join(self.functions)}. "
+                             f"Use --profile {next(iter(self.functions))} or leave {self.name} out.")
+        return self.functions[profile]
+
+
+def _psnr(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.full_reference import psnr
+
+    return psnr(x, y, data_range=r)
+
+
+def _ssim(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.full_reference import ssim
+
+    return ssim(x, y, data_range=r)
+
+
+def _ssim_matlab(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.matlab import ssim_matlab
+
+    return ssim_matlab(x, y, data_range=r)
+
+
+def _ms_ssim(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.structural import ms_ssim
+
+    return ms_ssim(x, y, data_range=r)
+
+
+def _ms_ssim_matlab(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.matlab import ms_ssim_matlab
+
+    return ms_ssim_matlab(x, y, data_range=r)
+
+
+def integer_planes(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as FFmpeg's integer samples: unchanged when already integral, else rounded half up."""
+    if not x.is_floating_point():
+        return x
+    return torch.floor(x + 0.5)
+
+
+def _planes(x: torch.Tensor) -> list[torch.Tensor]:
+    return [integer_planes(x[:, c]) for c in range(x.shape[1])]
+
+
+def _ssim_ffmpeg(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.ffmpeg import ssim_ffmpeg_plane
+
+    # Planes of equal size: FFmpeg's area-weighted "All" value is their plain mean.
+    per_plane = [ssim_ffmpeg_plane(a, b, max_value=int(r)) for a, b in zip(_planes(x), _planes(y), strict=True)]
+    return torch.stack(per_plane).mean(dim=0)
+
+
+def _psnr_ffmpeg(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.ffmpeg import psnr_ffmpeg_plane_mse
+
+    per_plane = [psnr_ffmpeg_plane_mse(a, b) for a, b in zip(_planes(x), _planes(y), strict=True)]
+    mse = torch.stack(per_plane).mean(dim=0)  # area-weighted over equal-size planes
+    return 10 * torch.log10(r * r / mse)
+
+
+def _mse(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.full_reference import mse
+
+    return mse(x, y)
+
+
+def _mae(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.full_reference import mae
+
+    return mae(x, y)
+
+
+def _gmsd(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.structural import gmsd
+
+    return gmsd(x, y, data_range=r)
+
+
+def _vif_p(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.perceptual import vif_p
+
+    return vif_p(x, y, data_range=r)
+
+
+def _haarpsi(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.perceptual import haarpsi
+
+    return haarpsi(x, y, data_range=r)
+
+
+def _fsim(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    from visionbench.quality.perceptual import fsim
+
+    return fsim(x, y, data_range=r)
+
+
+QUALITY_METRICS: dict[str, QualityMetric] = {m.name: m for m in (
+    QualityMetric("psnr", True, "peak signal-to-noise ratio, dB",
+                  {"skimage": _psnr, "matlab": _psnr, "ffmpeg": _psnr_ffmpeg}),
+    QualityMetric("ssim", True, "structural similarity (Wang et al. 2004)",
+                  {"skimage": _ssim, "matlab": _ssim_matlab, "ffmpeg": _ssim_ffmpeg}),
+    QualityMetric("ms_ssim", True, "multi-scale SSIM (Wang et al. 2003), 5 scales",
+                  {"skimage": _ms_ssim, "matlab": _ms_ssim_matlab}),
+    QualityMetric("mse", False, "mean squared error, in the data range's units squared", {ANY_PROFILE: _mse}),
+    QualityMetric("mae", False, "mean absolute error, in the data range's units", {ANY_PROFILE: _mae}),
+    QualityMetric("gmsd", False, "gradient magnitude similarity deviation (Xue et al. 2014)", {ANY_PROFILE: _gmsd}),
+    QualityMetric("vif_p", True, "pixel-domain visual information fidelity (Sheikh & Bovik 2006)",
+                  {ANY_PROFILE: _vif_p}),
+    QualityMetric("haarpsi", True, "Haar wavelet perceptual similarity (Reisenhofer et al. 2018)",
+                  {ANY_PROFILE: _haarpsi}),
+    QualityMetric("fsim", True, "feature similarity (Zhang et al. 2011)", {ANY_PROFILE: _fsim}),
+)}
+
+
+def check_profile(profile: str) -> Profile:
+    """``profile`` itself if known, else a ``ValueError`` listing the profiles."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}; got {profile!r}.")
+    return profile  # type: ignore[return-value]
+
+
+def resolve_metrics(names: tuple[str, ...] | list[str], profile: str) -> dict[str, MetricFunction]:
+    """Name → function for ``names`` under ``profile``; unknown names get close-match suggestions."""
+    import difflib
+
+    check_profile(profile)
+    if not names:
+        raise ValueError(f"give at least one metric, from: {', '.join(QUALITY_METRICS)}.")
+    resolved = {}
+    for name in names:
+        if name not in QUALITY_METRICS:
+            close = difflib.get_close_matches(name, list(QUALITY_METRICS), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown quality metric {name!r}; known: {', '.join(QUALITY_METRICS)}.{hint}")
+        resolved[name] = QUALITY_METRICS[name].function(profile)
+    return resolved
