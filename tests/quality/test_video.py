@@ -129,3 +129,21 @@ def test_cli_writes_per_frame_csv_and_report(tmp_path: Path, capsys: pytest.Capt
     assert metrics["pooling"] == "mean over frames" and metrics["settings"]["kind"] == "videos"
     report = (tmp_path / "run" / "report.html").read_text()
     assert "Per frame" in report and "Worst items" in report and "data:image/png;base64," in report
+
+
+def test_ffmpeg_profile_equals_the_ffmpeg_binary_per_frame(tmp_path: Path,
+                                                            videos: tuple[Path, Path, np.ndarray, np.ndarray]) -> None:
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    ref_path, dist_path, _, _ = videos
+    log = tmp_path / "ssim.log"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(ref_path), "-i", str(dist_path),
+                    "-lavfi", f"[0:v][1:v]ssim=stats_file={log}", "-f", "null", "-"], check=True)
+    ffmpeg_y = [float(v) for v in re.findall(r"\bY:([0-9.]+)", log.read_text())]
+    result = assess(ref_path, dist_path, metrics=("ssim", "psnr"), profile="ffmpeg")
+    assert len(ffmpeg_y) == len(result.rows) == 5
+    for row, expected in zip(result.rows, ffmpeg_y, strict=True):
+        assert row["ssim"] == pytest.approx(expected, abs=1e-6)  # FFmpeg prints 6 decimals
