@@ -17,6 +17,7 @@ small thumbnails for the report.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,9 +30,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from visionbench.metrics.stats import bootstrap_means, percentile_interval
-from visionbench.quality.catalog import QUALITY_METRICS, check_profile, resolve_metrics
+from visionbench.quality.catalog import QUALITY_METRICS, check_profile, measure_pair, resolve_metrics
 from visionbench.quality.color import check_channel, crop_border, to_channel
-from visionbench.quality.full_reference import mean_difference, psnr_db_of_mse, ssim_map
+from visionbench.quality.full_reference import psnr_db_of_mse, ssim_map
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 THUMBNAIL_SIDE = 320  # longest side of the report's thumbnails, px
@@ -97,21 +98,45 @@ def assess(
     worst = _WorstItems(examples, metrics[0], QUALITY_METRICS[metrics[0]].higher_is_better)
     rows = []
     items = progress(source.items, source.count) if progress else source.items
-    for name, time, x, y in items:
-        x, y = (crop_border(to_channel(v, source.channel, data_range=source.data_range), crop)  # type: ignore[arg-type]
-                for v in (x, y))
-        row: dict[str, Any] = {"item": name} if time is None else {"item": name, "time": round(time, 6)}
-        for metric, function in functions.items():
-            row[metric] = float(function(x, y, source.data_range)[0])
-        row["mse"] = float(mean_difference(x, y, power=2)[0])
-        rows.append(row)
-        worst.offer(row, x, y, source.data_range)
+    with _torch_threads(1 if source.kind == "videos" else None):
+        for name, time, x, y in items:
+            rows.append(_measure_item(name, time, x, y, source, crop, functions, profile, worst))
     if not rows:
         raise ValueError(f"nothing to compare in {str(ref)!r} and {str(dist)!r}.")
     pooled = pool_rows(rows, metrics, data_range=source.data_range, kind=source.kind)
     pooled["settings"] = settings
     return QualityResult(rows=rows, pooled=pooled, unpaired=source.unpaired, settings=settings,
                          examples=worst.examples())
+
+
+def _measure_item(name: str, time: float | None, x: torch.Tensor, y: torch.Tensor, source: _Source, crop: int,
+                  functions: dict[str, Any], profile: str, worst: _WorstItems) -> dict[str, Any]:
+    """One item's row (channel conversion and crop first); offers it to the worst items."""
+    x, y = (crop_border(to_channel(v, source.channel, data_range=source.data_range), crop)  # type: ignore[arg-type]
+            for v in (x, y))
+    row: dict[str, Any] = {"item": name} if time is None else {"item": name, "time": round(time, 6)}
+    row.update(measure_pair(x, y, source.data_range, functions, profile))
+    worst.offer(row, x, y, source.data_range)
+    return row
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """Run torch's CPU ops on ``count`` threads for a while (None: unchanged).
+
+    Videos are decoded by FFmpeg's own threads in parallel with the metrics; torch's OpenMP
+    threads competing with them for the same cores wait on each other at every small op (10× and
+    worse slowdowns measured on 2 cores), so video metrics run on one torch thread.
+    """
+    if count is None or torch.get_num_threads() <= count:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # --- sources -------------------------------------------------------------------------------------

@@ -184,3 +184,32 @@ def resolve_metrics(names: tuple[str, ...] | list[str], profile: str) -> dict[st
             raise ValueError(f"unknown quality metric {name!r}; known: {', '.join(QUALITY_METRICS)}.{hint}")
         resolved[name] = QUALITY_METRICS[name].function(profile)
     return resolved
+
+
+def measure_pair(x: torch.Tensor, y: torch.Tensor, data_range: float, functions: dict[str, MetricFunction],
+                 profile: str) -> dict[str, float]:
+    """Every metric of ``functions`` for one pair ``(1, C, H, W)``, plus its ``"mse"``.
+
+    The pair's MSE is computed once and PSNR derived from it (the same formula as :func:`psnr`).
+    Under the ``ffmpeg`` profile, PSNR, SSIM and the MSE come from one pass over the integer
+    planes (:func:`~visionbench.quality.ffmpeg.ffmpeg_frame_scores`), as in FFmpeg, where the two
+    filters share the decoded frames; this is what keeps a 1080p video near real time.
+    """
+    values: dict[str, float] = {}
+    if profile == "ffmpeg" and functions.keys() & {"psnr", "ssim"}:
+        from visionbench.quality.ffmpeg import ffmpeg_frame_scores
+
+        planes_x, planes_y = _planes(x), _planes(y)
+        scores = ffmpeg_frame_scores(planes_x, planes_y, max_value=int(data_range),
+                                     names=[chr(ord("A") + i) for i in range(len(planes_x))])
+        values.update(ssim=float(scores["ssim_All"][0]), psnr=float(scores["psnr_avg"][0]),
+                      mse=float(scores["mse_avg"][0]))
+    else:
+        from visionbench.quality.full_reference import mean_difference, psnr_db_of_mse
+
+        values["mse"] = float(mean_difference(x, y, power=2)[0])
+        values["psnr"] = psnr_db_of_mse(values["mse"], data_range)
+    row = {name: values[name] if name in values else float(function(x, y, data_range)[0])
+           for name, function in functions.items()}
+    row["mse"] = values["mse"]
+    return row

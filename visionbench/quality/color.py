@@ -10,8 +10,8 @@
   0–255 scale (the super-resolution papers' "PSNR on Y"). It is scaled back to the input's data
   range, and not rounded (MATLAB's ``rgb2ycbcr`` rounds when given ``uint8``; scikit-image does not).
 
-Grayscale input is luma already: ``"y"`` leaves it, ``"y-studio"`` maps it as R = G = B.
-Results are float64 with the same ``data_range`` as the input.
+Grayscale input is luma already: ``"y"`` returns it unchanged, ``"y-studio"`` maps it as
+R = G = B. Converted results are float64 with the same ``data_range`` as the input.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def to_channel(image: torch.Tensor, channel: Channel, *, data_range: float) -> t
         data_range: the scale of ``image`` (255 for 8-bit).
 
     Returns:
-        ``image`` unchanged for ``"rgb"``; otherwise float64 ``(N, 1, H, W)`` on the same scale.
+        ``image`` unchanged for ``"rgb"`` and for grayscale with ``"y"``; otherwise float64
+        ``(N, 1, H, W)`` on the same scale.
 
     Example:
         >>> to_channel(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8), "y-studio", data_range=255).flatten()[0]
@@ -59,10 +60,10 @@ def to_channel(image: torch.Tensor, channel: Channel, *, data_range: float) -> t
     if image.shape[1] not in (1, 3):
         raise ValueError(f"channel={channel!r} needs grayscale or RGB images (1 or 3 channels); got "
                          f"{image.shape[1]} channels. Use channel='rgb' to compare the channels as given.")
+    if channel == "y" and image.shape[1] == 1:
+        return image  # luma already (e.g. a video's stored Y plane): keep its integer samples
     planes = image.double()
     if channel == "y":
-        if planes.shape[1] == 1:
-            return planes
         return _weighted_sum(planes, BT601_FULL)
     normalised = planes / data_range
     weights = BT601_STUDIO if planes.shape[1] == 3 else (sum(BT601_STUDIO),)
