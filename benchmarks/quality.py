@@ -35,18 +35,7 @@ from skimage.transform import resize
 
 from visionbench.quality import assess, psnr, ssim
 
-REPEATS = 5
 VIDEO_FRAMES = 90
-
-
-def best_time(fn: Callable[[], object], repeats: int = REPEATS) -> tuple[float, object]:
-    result = fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return min(times), result
 
 
 def noisy(image: np.ndarray, seed: int) -> np.ndarray:
@@ -63,37 +52,64 @@ def skimage_ssim(a: np.ndarray, b: np.ndarray) -> float:
                                  data_range=255, channel_axis=2)
 
 
+def interleaved_best(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, object]]:
+    """Best time of each contender, running them in turn within every repeat, so a slow spell of
+    this (noisy, shared) machine hits all of them alike and the ratios stay fair."""
+    results = {name: fn() for name, fn in contenders.items()}  # warm-up
+    best = dict.fromkeys(contenders, float("inf"))
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            started = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: (best[name], results[name]) for name in contenders}
+
+
 def bench_images(name: str, refs: list[np.ndarray], dists: list[np.ndarray]) -> dict[str, float]:
     import piq
     from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
     x, y = nchw(refs), nchw(dists)
     xf, yf = x.float(), y.float()
-    repeats = 3 if len(refs) > 1 or refs[0].size > 10**6 else REPEATS
-    t_ours, ours = best_time(lambda: ssim(x, y), repeats)
-    t_psnr, _ = best_time(lambda: psnr(x, y), repeats)
-    t_sk, sk = best_time(lambda: [skimage_ssim(a, b) for a, b in zip(refs, dists, strict=True)], repeats)
-    t_sk_psnr, sk_psnr = best_time(lambda: [peak_signal_noise_ratio(a, b, data_range=255)
-                                            for a, b in zip(refs, dists, strict=True)], repeats)
-    t_piq, piq_value = best_time(lambda: piq.ssim(xf, yf, data_range=255.0, reduction="none"), repeats)
-    t_piq_full, _ = best_time(lambda: piq.ssim(xf, yf, data_range=255.0, downsample=False, reduction="none"), repeats)
+    repeats = 5 if len(refs) > 1 or refs[0].size > 10**6 else 15
+    pairs = list(zip(refs, dists, strict=True))
+    contenders = {
+        "skimage": lambda: [skimage_ssim(a, b) for a, b in pairs],
+        "piq": lambda: piq.ssim(xf, yf, data_range=255.0, reduction="none"),
+        "piq_full": lambda: piq.ssim(xf, yf, data_range=255.0, downsample=False, reduction="none"),
+        "torchmetrics": lambda: tm_ssim(xf, yf, data_range=255.0, reduction="none"),
+    }
+    timed: dict[str, tuple[float, object]] = {}
+    ratios: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t_tm, tm = best_time(lambda: tm_ssim(xf, yf, data_range=255.0, reduction="none"), repeats)
+        for key, fn in contenders.items():  # ours and one competitor in turn: each ratio from one paired run
+            pair = interleaved_best({"ours": lambda: ssim(x, y), key: fn}, repeats)
+            timed[key] = pair[key]
+            ratios[key] = pair[key][0] / pair["ours"][0]
+            if "ours" not in timed or pair["ours"][0] < timed["ours"][0]:
+                timed["ours"] = pair["ours"]
+        pair = interleaved_best({"ours_psnr": lambda: psnr(x, y),
+                                 "skimage_psnr": lambda: [peak_signal_noise_ratio(a, b, data_range=255) for a, b in pairs]},
+                                repeats)
+        timed.update(pair)
+    t = {key: value[0] for key, value in timed.items()}
+    ours, sk, tm = timed["ours"][1], timed["skimage"][1], timed["torchmetrics"][1]
     gap = float(np.max(np.abs(ours.numpy() - np.array(sk))))
-    psnr_gap = float(np.max(np.abs(psnr(x, y).numpy() - np.array(sk_psnr))))
+    psnr_gap = float(np.max(np.abs(timed["ours_psnr"][1].numpy() - np.array(timed["skimage_psnr"][1]))))
     tm_gap = float(np.max(np.abs(tm.double().numpy() - np.array(sk))))
-    print(f"\n{name}: SSIM")
-    print(f"  visionbench (skimage profile) {t_ours * 1e3:8.1f} ms   max |ours - scikit-image| = {gap:.1e}")
-    print(f"  scikit-image                  {t_sk * 1e3:8.1f} ms   ratio {t_sk / t_ours:5.2f}x")
-    print(f"  piq (default, downsamples)    {t_piq * 1e3:8.1f} ms   ratio {t_piq / t_ours:5.2f}x")
-    print(f"  piq (downsample=False)        {t_piq_full * 1e3:8.1f} ms   ratio {t_piq_full / t_ours:5.2f}x")
-    print(f"  torchmetrics                  {t_tm * 1e3:8.1f} ms   ratio {t_tm / t_ours:5.2f}x"
+    print(f"\n{name}: SSIM (best of {repeats}; each ratio from ours and that tool run in turn)")
+    print(f"  visionbench (skimage profile) {t['ours'] * 1e3:8.1f} ms   max |ours - scikit-image| = {gap:.1e}")
+    print(f"  scikit-image                  {t['skimage'] * 1e3:8.1f} ms   ratio {ratios['skimage']:5.2f}x")
+    print(f"  piq (downsample=False)        {t['piq_full'] * 1e3:8.1f} ms   ratio {ratios['piq_full']:5.2f}x"
+          "   (the same full-resolution SSIM)")
+    print(f"  piq (default call)            {t['piq'] * 1e3:8.1f} ms   ratio {ratios['piq']:5.2f}x"
+          "   (downsamples by round(min(H,W)/256) first: a different, cheaper number)")
+    print(f"  torchmetrics                  {t['torchmetrics'] * 1e3:8.1f} ms   ratio {ratios['torchmetrics']:5.2f}x"
           f"   (its value differs by up to {tm_gap:.1e})")
-    print(f"  PSNR: visionbench {t_psnr * 1e3:.1f} ms, scikit-image {t_sk_psnr * 1e3:.1f} ms "
+    print(f"  PSNR: visionbench {t['ours_psnr'] * 1e3:.1f} ms, scikit-image {t['skimage_psnr'] * 1e3:.1f} ms "
           f"(max difference {psnr_gap:.1e} dB)")
-    del piq_value
-    return {"ours": t_ours, "skimage": t_sk, "piq": t_piq, "piq_full": t_piq_full, "gap": gap}
+    return {**t, "gap": gap, **{f"{k}_ratio": v for k, v in ratios.items()}}
 
 
 def make_videos(folder: Path) -> tuple[Path, Path]:
@@ -161,8 +177,10 @@ def main() -> int:
     batch = [np.roll(astronaut, 16 * i, axis=1) for i in range(16)]
     bench_images("batch of 16 512x512 RGB pairs", batch, [noisy(a, 2 + i) for i, a in enumerate(batch)])
     bench_video()
-    ok = one["skimage"] / one["ours"] >= 5 and one["piq"] / one["ours"] >= 1.5 and one["gap"] <= 1e-6
-    print(f"\n512x512 RGB targets (>= 5x scikit-image, >= 1.5x piq, equal to 1e-6): {'met' if ok else 'NOT met'}")
+    like_for_like = one["skimage_ratio"] >= 5 and one["piq_full_ratio"] >= 1.5 and one["gap"] <= 1e-6
+    print(f"\n512x512 RGB targets (>= 5x scikit-image, >= 1.5x piq computing the same SSIM, equal to 1e-6): "
+          f"{'met' if like_for_like else 'NOT met'}; against piq's default (half-resolution) call: "
+          f"{one['piq_ratio']:.2f}x ({'met' if one['piq_ratio'] >= 1.5 else 'NOT met'})")
     return 0
 
 

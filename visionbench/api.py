@@ -275,8 +275,8 @@ QUALITY_ITEMS = "items.csv"
 
 def quality(
     ref: str | Path, dist: str | Path, *, metrics: tuple[str, ...] = ("psnr", "ssim"), profile: str = "skimage",
-    channel: str | None = None, crop_border: int = 0, data_range: float | None = None, out: str | Path | None = None,
-    quiet: bool = False,
+    channel: str | None = None, crop_border: int = 0, data_range: float | None = None, resize: str | None = None,
+    psnr_cap: float | str | None = None, out: str | Path | None = None, quiet: bool = False,
 ) -> QualityRunResult:
     """Full-reference quality of two images, two folders (paired by relative path) or two videos
     (paired frame by frame); see :func:`visionbench.quality.assess` for the conventions.
@@ -301,7 +301,7 @@ def quality(
                     disable=quiet or total == 1 or not sys.stderr.isatty())
 
     result = assess(ref, dist, metrics=metrics, profile=profile, channel=channel, crop=crop_border,
-                    data_range=data_range, progress=progress)
+                    data_range=data_range, resize=resize, psnr_cap=psnr_cap, progress=progress)
     run_dir = _make_run_dir(out, "quality", DistInfo())
     (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
         {"task": "quality", "ref": str(ref), "dist": str(dist), **result.settings}, sort_keys=False))

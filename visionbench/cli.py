@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--data-range", type=float, default=None, metavar="R",
                          help="value range of the samples (default: 255 for 8-bit, 2^bits-1 for videos; required for "
                               "16-bit images, e.g. 65535 or 1023 for 10-bit data)")
+    quality.add_argument("--resize", choices=("bicubic", "bilinear", "area", "nearest"), default=None,
+                         help="resize each distorted image to its reference's size (default: a size mismatch is an "
+                              "error, since resizing changes what is measured)")
+    quality.add_argument("--psnr-cap", default=None, metavar="DB|vmaf",
+                         help="cap PSNR at DB decibels, or 'vmaf' for libvmaf's 6*bits+12 dB (60 dB at 8 bits); "
+                              "default: identical pairs give inf, left out of the mean and counted")
     quality.add_argument("--csv", action="store_true", help="print one CSV row per image pair or frame on stdout")
     quality.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/quality-NNN)")
     quality.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
@@ -196,12 +202,23 @@ def _run_compare(args: argparse.Namespace) -> None:
         print(f"run directory: {result.run_dir}")
 
 
+def _psnr_cap_argument(text: str | None) -> float | str | None:
+    """``--psnr-cap``: a number of dB, or ``vmaf``."""
+    if text is None or text == "vmaf":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--psnr-cap must be a number of dB or 'vmaf'; got {text!r}.") from None
+
+
 def _run_quality(args: argparse.Namespace) -> None:
     from visionbench import api
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     result = api.quality(args.ref, args.dist, metrics=metrics, profile=args.profile, channel=args.channel,
-                         crop_border=args.crop_border, data_range=args.data_range, out=args.out,
+                         crop_border=args.crop_border, data_range=args.data_range, resize=args.resize,
+                         psnr_cap=_psnr_cap_argument(args.psnr_cap), out=args.out,
                          quiet=args.quiet or args.json or args.csv)
     if args.json:
         from visionbench.engine.rundir import metrics_json_text

@@ -168,3 +168,31 @@ def test_4k_pair_runs_in_bounded_memory(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     peak_mib = int(done.stdout.split()[-1]) / 1024
     assert peak_mib < 1024, f"peak RSS {peak_mib:.0f} MiB"
+
+
+def test_resize_only_when_asked_and_psnr_caps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    from visionbench.quality import assess
+
+    reference = data.camera()[:64, :80]
+    small = np.array(Image.fromarray(reference).resize((40, 32)))
+    Image.fromarray(reference).save(tmp_path / "ref.png")
+    Image.fromarray(small).save(tmp_path / "small.png")
+    with pytest.raises(ValueError, match="80x64 in .*ref.png and 40x32 in .*small.png.*--resize bicubic"):
+        assess(tmp_path / "ref.png", tmp_path / "small.png")
+    result = assess(tmp_path / "ref.png", tmp_path / "small.png", resize="bicubic", metrics=("psnr",))
+    upscaled = F.resize(torch.from_numpy(small)[None, None].double(), [64, 80], interpolation=InterpolationMode.BICUBIC,
+                        antialias=True).round().clamp(0, 255).to(torch.uint8)[0, 0].numpy()
+    assert result.rows[0]["psnr"] == pytest.approx(peak_signal_noise_ratio(reference, upscaled, data_range=255), abs=1e-9)
+    assert result.settings["resize"] == "bicubic"
+    same = assess(tmp_path / "ref.png", tmp_path / "ref.png", metrics=("psnr",), psnr_cap="vmaf")
+    assert same.rows[0]["psnr"] == 60.0 and same.pooled["psnr_pooled_mse"]["value"] == 60.0
+    assert same.settings["psnr_cap_db"] == 60.0
+    assert assess(tmp_path / "ref.png", tmp_path / "ref.png", metrics=("psnr",), psnr_cap=100).rows[0]["psnr"] == 100
+    with pytest.raises(ValueError, match="resize must be one of"):
+        assess(tmp_path / "ref.png", tmp_path / "small.png", resize="lanczos")
+    code = cli.main(["quality", str(tmp_path / "ref.png"), str(tmp_path / "ref.png"), "--psnr-cap", "loud", "--quiet"])
+    assert code == 2 and "--psnr-cap must be a number of dB or 'vmaf'" in capsys.readouterr().err

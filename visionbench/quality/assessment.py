@@ -69,7 +69,8 @@ class QualityResult:
 def assess(
     ref: str | Path | torch.Tensor, dist: str | Path | torch.Tensor, *, metrics: Sequence[str] = ("psnr", "ssim"),
     profile: str = "skimage", channel: str | None = None, crop: int = 0, data_range: float | None = None,
-    examples: int = 6, progress: Callable[[Iterable[Any], int | None], Iterable[Any]] | None = None,
+    resize: str | None = None, psnr_cap: float | str | None = None, examples: int = 6,
+    progress: Callable[[Iterable[Any], int | None], Iterable[Any]] | None = None,
 ) -> QualityResult:
     """Full-reference quality of two tensors, images, folders or videos (see the module docstring).
 
@@ -80,6 +81,12 @@ def assess(
         channel: ``rgb``, ``y`` or ``y-studio``; default ``rgb`` for images, ``y`` for videos.
         crop: pixels removed from each border before measuring.
         data_range: value range of the input; required for float tensors and 16-bit images.
+        resize: resize each distorted image to its reference's size with this interpolation
+            (``bicubic``, ``bilinear``, ``area`` or ``nearest``; antialiased, rounded back to the
+            input's integer type). By default a size mismatch is an error: resizing changes what
+            is measured, so it is only done when asked.
+        psnr_cap: cap PSNR values at this many dB (identical pairs give ``inf`` otherwise), or
+            ``"vmaf"`` for libvmaf's cap of ``6 · bits + 12`` dB (60 dB for 8-bit).
         examples: how many of the worst items keep thumbnails for the report.
         progress: wraps the item iterator (e.g. tqdm), given the item count when known.
 
@@ -92,30 +99,36 @@ def assess(
         1.0
     """
     functions = resolve_metrics(tuple(metrics), check_profile(profile))
-    source = _open_source(ref, dist, channel=channel, data_range=data_range)
+    if resize is not None and resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}.")
+    source = _open_source(ref, dist, channel=channel, data_range=data_range, resize=resize)
+    cap = _psnr_cap(psnr_cap, source.data_range)
     settings = {"kind": source.kind, "profile": profile, "channel": source.channel, "data_range": source.data_range,
                 "crop_border": crop, "metrics": list(metrics)}
+    settings.update({"resize": resize} if resize else {}, **({"psnr_cap_db": cap} if cap is not None else {}))
     worst = _WorstItems(examples, metrics[0], QUALITY_METRICS[metrics[0]].higher_is_better)
     rows = []
     items = progress(source.items, source.count) if progress else source.items
     with _torch_threads(1 if source.kind == "videos" else None):
         for name, time, x, y in items:
-            rows.append(_measure_item(name, time, x, y, source, crop, functions, profile, worst))
+            rows.append(_measure_item(name, time, x, y, source, crop, functions, profile, worst, cap))
     if not rows:
         raise ValueError(f"nothing to compare in {str(ref)!r} and {str(dist)!r}.")
-    pooled = pool_rows(rows, metrics, data_range=source.data_range, kind=source.kind)
+    pooled = pool_rows(rows, metrics, data_range=source.data_range, kind=source.kind, psnr_cap=cap)
     pooled["settings"] = settings
     return QualityResult(rows=rows, pooled=pooled, unpaired=source.unpaired, settings=settings,
                          examples=worst.examples())
 
 
 def _measure_item(name: str, time: float | None, x: torch.Tensor, y: torch.Tensor, source: _Source, crop: int,
-                  functions: dict[str, Any], profile: str, worst: _WorstItems) -> dict[str, Any]:
+                  functions: dict[str, Any], profile: str, worst: _WorstItems, cap: float | None) -> dict[str, Any]:
     """One item's row (channel conversion and crop first); offers it to the worst items."""
     x, y = (crop_border(to_channel(v, source.channel, data_range=source.data_range), crop)  # type: ignore[arg-type]
             for v in (x, y))
     row: dict[str, Any] = {"item": name} if time is None else {"item": name, "time": round(time, 6)}
     row.update(measure_pair(x, y, source.data_range, functions, profile))
+    if cap is not None and "psnr" in row:
+        row["psnr"] = min(row["psnr"], cap)
     worst.offer(row, x, y, source.data_range)
     return row
 
@@ -152,17 +165,36 @@ class _Source:
     unpaired: dict[str, list[str]]
 
 
-def _open_source(ref: Any, dist: Any, *, channel: str | None, data_range: float | None) -> _Source:
+def _psnr_cap(cap: float | str | None, data_range: float) -> float | None:
+    """The PSNR cap in dB: a number, or libvmaf's ``6 · bits + 12`` for ``"vmaf"``."""
+    if cap is None:
+        return None
+    if cap == "vmaf":
+        bits = math.log2(data_range + 1)
+        if bits != int(bits):
+            raise ValueError(f"psnr_cap='vmaf' needs an integer bit depth (data range 2**bits - 1); got data range "
+                             f"{data_range:g}. Give the cap in dB instead.")
+        return 6.0 * bits + 12.0
+    if isinstance(cap, str) or not cap > 0:
+        raise ValueError(f"psnr_cap must be a positive number of dB or 'vmaf'; got {cap!r}.")
+    return float(cap)
+
+
+def _open_source(ref: Any, dist: Any, *, channel: str | None, data_range: float | None,
+                 resize: str | None = None) -> _Source:
     """The items to compare, and the settings they imply."""
     no_unpaired: dict[str, list[str]] = {"reference_only": [], "distorted_only": []}
     if isinstance(ref, torch.Tensor) or isinstance(dist, torch.Tensor):
-        return _tensor_source(ref, dist, channel=channel, data_range=data_range)
+        return _tensor_source(ref, dist, channel=channel, data_range=data_range, resize=resize)
     ref, dist = Path(ref), Path(dist)
     from visionbench.quality.video import check_videos_match, is_video, paired_frames, probe_video
 
     if ref.is_file() and dist.is_file() and (is_video(ref) or is_video(dist)):
         if not (is_video(ref) and is_video(dist)):
             raise ValueError(f"give two videos or two images; got {str(ref)!r} and {str(dist)!r}.")
+        if resize:
+            raise ValueError("resize is for images; scale the distorted video to the reference's frame size first "
+                             "(e.g. ffmpeg -vf scale=W:H), so the scaler is the one you choose.")
         ref_info, dist_info = probe_video(ref), probe_video(dist)
         check_videos_match(ref_info, dist_info)
         channel = check_channel(channel or "y")
@@ -170,7 +202,7 @@ def _open_source(ref: Any, dist: Any, *, channel: str | None, data_range: float 
         bits = 8 if channel == "rgb" else ref_info.bits
         return _Source("videos", frames, ref_info.frames, channel, data_range or float(2**bits - 1), no_unpaired)
     pairs, unpaired = _image_pairs(ref, dist)
-    items = _image_items(pairs, data_range)
+    items = _image_items(pairs, data_range, resize)
     first = next(items)  # read the first pair now: its bit depth fixes the data range
     kind = "images" if ref.is_file() else "folders"
     return _Source(kind, _prepend(first, items), len(pairs), check_channel(channel or "rgb"), first[2], unpaired)
@@ -185,9 +217,12 @@ def _prepend(first: tuple[str, float | None, float, torch.Tensor, torch.Tensor],
         yield name, time, x, y
 
 
-def _tensor_source(ref: Any, dist: Any, *, channel: str | None, data_range: float | None) -> _Source:
+def _tensor_source(ref: Any, dist: Any, *, channel: str | None, data_range: float | None,
+                   resize: str | None) -> _Source:
     if not (isinstance(ref, torch.Tensor) and isinstance(dist, torch.Tensor)):
         raise TypeError("give two tensors or two paths, not one of each.")
+    if resize and ref.ndim == dist.ndim == 4 and ref.shape[:2] == dist.shape[:2]:
+        dist = resize_like(dist, ref.shape[-2:], resize)
     if ref.shape != dist.shape or ref.ndim != 4:
         raise ValueError(f"tensors must both be (N, C, H, W) of the same shape; got {tuple(ref.shape)} and "
                          f"{tuple(dist.shape)}.")
@@ -242,36 +277,60 @@ def _image_pairs(ref: Path, dist: Path) -> tuple[list[tuple[str, Path, Path]], d
     return [(name, left[name], right[name]) for name in common], unpaired
 
 
-def _image_items(pairs: list[tuple[str, Path, Path]], data_range: float | None) -> Iterator[Any]:
+def _image_items(pairs: list[tuple[str, Path, Path]], data_range: float | None, resize: str | None) -> Iterator[Any]:
     """``(name, None, data range, ref, dist)`` per pair, read lazily, one pair in memory at a time."""
     for name, ref_path, dist_path in pairs:
         ref, dist = read_image(ref_path), read_image(dist_path)
         if ref.dtype != dist.dtype:
             raise ValueError(f"images must have the same bit depth; got {ref.dtype} in {ref_path} and {dist.dtype} "
                              f"in {dist_path}. Convert one of them first.")
-        x, y = _to_pair(ref, dist, ref_path, dist_path)
+        x, y = _to_pair(ref, dist, ref_path, dist_path, resize)
         yield name, None, _default_range(x.dtype, data_range, f"{ref_path} is 16-bit"), x, y
 
 
-def _to_pair(ref: np.ndarray, dist: np.ndarray, ref_path: Path, dist_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_pair(ref: np.ndarray, dist: np.ndarray, ref_path: Path, dist_path: Path,
+             resize: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     if ref.ndim != dist.ndim:  # one grayscale, one colour: compare both in RGB
         ref, dist = (np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in (ref, dist))
-    if ref.shape != dist.shape:
+    if ref.shape != dist.shape and not resize:
         raise ValueError(f"images must have the same size; got {ref.shape[1]}x{ref.shape[0]} in {ref_path} and "
                          f"{dist.shape[1]}x{dist.shape[0]} in {dist_path}. Resize or crop the distorted image to the "
-                         "reference first.")
+                         "reference first, or ask for it explicitly with --resize bicubic.")
 
     def nchw(a: np.ndarray) -> torch.Tensor:
         a = np.ascontiguousarray(a).astype(a.dtype if a.dtype == np.uint8 else np.int32)
         return torch.from_numpy(a).permute(2, 0, 1)[None] if a.ndim == 3 else torch.from_numpy(a)[None, None]
 
-    return nchw(ref), nchw(dist)
+    x, y = nchw(ref), nchw(dist)
+    return x, resize_like(y, x.shape[-2:], resize) if resize and y.shape != x.shape else y
+
+
+RESIZE_MODES = ("bicubic", "bilinear", "area", "nearest")
+
+
+def resize_like(image: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    """``image`` ``(N, C, h, w)`` resized to ``size`` = (H, W) with ``mode`` (antialiased when
+    shrinking), rounded and clamped back to an integer input's type."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    modes = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR,
+             "nearest": InterpolationMode.NEAREST_EXACT}
+    if mode == "area":
+        resized = torch.nn.functional.interpolate(image.double(), size=tuple(size), mode="area")
+    else:
+        resized = F.resize(image.double(), list(size), interpolation=modes[mode], antialias=mode != "nearest")
+    if image.is_floating_point():
+        return resized.to(image.dtype)
+    info = torch.iinfo(image.dtype)
+    return resized.round().clamp(info.min, info.max).to(image.dtype)
 
 
 # --- pooling and the worst items -----------------------------------------------------------------
 
 
-def pool_rows(rows: list[dict[str, Any]], metrics: Sequence[str], *, data_range: float, kind: str) -> dict[str, Any]:
+def pool_rows(rows: list[dict[str, Any]], metrics: Sequence[str], *, data_range: float, kind: str,
+              psnr_cap: float | None = None) -> dict[str, Any]:
     """``metrics.json`` content: each metric's mean over items with a bootstrap interval over items,
     and the PSNR of the mean MSE. Infinite PSNRs (identical pairs) are left out of the mean and
     counted; the mean is ``inf`` when every pair is identical."""
@@ -288,7 +347,8 @@ def pool_rows(rows: list[dict[str, Any]], metrics: Sequence[str], *, data_range:
         pooled[metric] = entry
     if "psnr" in metrics:
         mean_mse = float(np.mean([row["mse"] for row in rows]))
-        pooled["psnr_pooled_mse"] = {"value": psnr_db_of_mse(mean_mse, data_range), "ci95": None,
+        pooled_psnr = psnr_db_of_mse(mean_mse, data_range)
+        pooled["psnr_pooled_mse"] = {"value": pooled_psnr if psnr_cap is None else min(pooled_psnr, psnr_cap), "ci95": None,
                                      "higher_is_better": True, "definition": f"PSNR of the mean MSE over {unit}"}
     return pooled
 
