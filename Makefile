@@ -23,6 +23,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_digits.py
 	$(BIN)/python benchmarks/classification_metrics.py
+	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/coco_eval.py
+	$(BIN)/python benchmarks/segmentation_metrics.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check visionbench tests benchmarks
