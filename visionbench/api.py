@@ -110,7 +110,8 @@ def train(
 
 def evaluate(
     run: str | Path | None = None, *, pred: str | Path | None = None, task: str = "classify",
-    num_classes: int | None = None, data: str | None = None, out: str | Path | None = None, device: str = "auto",
+    gt: str | Path | None = None, num_classes: int | None = None, protocol: str = "pycocotools",
+    ignore_index: int = 255, data: str | None = None, out: str | Path | None = None, device: str = "auto",
     workers: int | None = None, quiet: bool = False,
 ) -> EvaluateResult:
     """Evaluate a trained run on a test split, or the predictions file of any tool.
@@ -119,8 +120,14 @@ def evaluate(
         run: a run directory made by :func:`train`: its best checkpoint is evaluated.
         pred: instead of ``run``, a predictions file (CSV ``id,label,pred`` or
             ``id,label,prob_0..``, JSON or NPZ; see :mod:`visionbench.data.predictions`).
-        task: ``"classify"`` (the only task with ``pred`` files so far).
-        num_classes: K for ``pred`` files in which some classes appear in no column.
+        task: what ``pred`` holds: ``"classify"`` (a predictions file), ``"detect"`` (a COCO
+            results JSON, with ``gt`` a COCO instances JSON) or ``"segment"`` (a folder of PNG
+            masks, with ``gt`` the folder of true masks, paired by file name).
+        gt: the ground truth of ``detect`` and ``segment`` predictions.
+        num_classes: K for ``pred`` files in which some classes appear in no column (classify),
+            or the number of mask classes (segment; default: the largest index found + 1).
+        protocol: detection protocol: ``pycocotools`` (bit-exact), ``coco-fixed``, ``voc07``, ``voc12``.
+        ignore_index: the mask value that is not counted (segment).
         data: evaluate ``run`` on this dataset's test split instead of its own (same classes).
         out: the new run directory (default: a fresh ``runs/eval-<name>-NNN``).
 
@@ -129,6 +136,12 @@ def evaluate(
     """
     if (run is None) == (pred is None):
         raise ValueError("give either RUN_DIR (a run directory made by `visionbench train`) or --pred FILE, not both.")
+    if task in ("detect", "segment"):
+        if pred is None or gt is None:
+            raise ValueError(f"--task {task} evaluates files: give --gt (ground truth) and --pred (predictions). "
+                             "Training and evaluating detection or segmentation runs come in a later version.")
+        return _evaluate_task_files(task, Path(gt), Path(pred), num_classes=num_classes, protocol=protocol,
+                                    ignore_index=ignore_index, out=out, quiet=quiet)
     if pred is not None:
         return _evaluate_predictions_file(Path(pred), task=task, num_classes=num_classes, out=out, quiet=quiet)
     from visionbench.engine import checkpoint as ckpt
@@ -187,6 +200,37 @@ def _evaluate_predictions_file(
     rundir.write_metrics(run_dir, metrics)
     log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
     log(f"evaluated {path}: {len(table.ids)} predictions, {table.num_classes} classes")
+    log.file(format_metrics(metrics))
+    write_report(run_dir, log)
+    return EvaluateResult(run_dir=run_dir, metrics=metrics, config=None)  # type: ignore[arg-type]
+
+
+def _evaluate_task_files(task: str, gt: Path, pred: Path, *, num_classes: int | None, protocol: str,
+                         ignore_index: int, out: str | Path | None, quiet: bool) -> EvaluateResult:
+    """Detection or segmentation metrics of another tool's output files, in a new run directory."""
+    import yaml
+    from tqdm import tqdm
+
+    from visionbench.engine.distributed import DistInfo
+    from visionbench.engine.file_evaluation import evaluate_detection_files, evaluate_segmentation_files
+    from visionbench.engine.train import format_metrics, write_report
+
+    def progress(items: list) -> Any:
+        return tqdm(items, desc="masks", unit="pair", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
+
+    if task == "detect":
+        metrics = evaluate_detection_files(gt, pred, protocol=protocol)
+        settings: dict[str, Any] = {"protocol": protocol}
+    else:
+        metrics = evaluate_segmentation_files(gt, pred, num_classes=num_classes, ignore_index=ignore_index,
+                                              progress=progress)
+        settings = {"num_classes": metrics["num_classes"], "ignore_index": ignore_index}
+    run_dir = _make_run_dir(out, f"eval-{pred.stem}", DistInfo())
+    (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
+        {"task": task, "gt": str(gt), "pred": str(pred), **settings}, sort_keys=False))
+    rundir.write_metrics(run_dir, metrics)
+    log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
+    log(f"evaluated {pred} against {gt}: {metrics['num_samples']} images")
     log.file(format_metrics(metrics))
     write_report(run_dir, log)
     return EvaluateResult(run_dir=run_dir, metrics=metrics, config=None)  # type: ignore[arg-type]

@@ -89,7 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", metavar="RUN_DIR", nargs="?", help="a run directory made by `visionbench train`")
     evaluate.add_argument("--pred", metavar="FILE", help="a predictions file to evaluate instead of a run")
     evaluate.add_argument("--task", default="classify", choices=(*TASKS, *PLANNED_TASKS), help="task of --pred (default: classify)")
-    evaluate.add_argument("--num-classes", type=int, metavar="K", help="number of classes, when some appear in no column of --pred")
+    evaluate.add_argument("--gt", metavar="PATH", help="ground truth of --pred: a COCO instances JSON (detect) or a "
+                                                        "folder of PNG masks (segment)")
+    evaluate.add_argument("--num-classes", type=int, metavar="K",
+                          help="number of classes, when some appear in no column of --pred (classify) or mask (segment)")
+    evaluate.add_argument("--protocol", default="pycocotools", choices=("pycocotools", "coco-fixed", "voc07", "voc12"),
+                          help="detection protocol (default: pycocotools, bit-exact)")
+    evaluate.add_argument("--ignore-index", type=int, default=255, metavar="V",
+                          help="mask value left out of segmentation metrics (default: 255)")
     evaluate.add_argument("--data", help="evaluate RUN_DIR on this dataset's test split instead (same classes)")
     _add_run_options(evaluate)
 
@@ -182,8 +189,9 @@ def result_is_main() -> bool:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from visionbench import api
 
-    result = api.evaluate(args.run, pred=args.pred, task=args.task, num_classes=args.num_classes, data=args.data,
-                          out=args.out, device=args.device, workers=args.workers, quiet=args.quiet or args.json)
+    result = api.evaluate(args.run, pred=args.pred, task=args.task, gt=args.gt, num_classes=args.num_classes,
+                          protocol=args.protocol, ignore_index=args.ignore_index, data=args.data, out=args.out,
+                          device=args.device, workers=args.workers, quiet=args.quiet or args.json)
     if result_is_main():
         _print_result(result, args.json)
 
@@ -242,10 +250,16 @@ def _run_list(args: argparse.Namespace) -> None:
         import fnmatch
 
         from visionbench.metrics import HIGHER_IS_BETTER
+        from visionbench.quality import QUALITY_METRICS
 
         for name, higher in HIGHER_IS_BETTER.items():
             if fnmatch.fnmatchcase(name, args.pattern):
                 print(f"{name:<24} {'higher' if higher else 'lower'} is better")
+        for name, metric in QUALITY_METRICS.items():
+            if fnmatch.fnmatchcase(name, args.pattern):
+                profiles = "any profile" if "*" in metric.functions else "profiles " + ", ".join(metric.functions)
+                print(f"{name:<24} {'higher' if metric.higher_is_better else 'lower'} is better  "
+                      f"(quality: {metric.description}; {profiles})")
         return
     if args.what == "models":
         from visionbench.models import MODELS as registry

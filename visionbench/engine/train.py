@@ -532,8 +532,16 @@ def write_report(run_dir: Path, log: rundir.RunLog) -> None:
 def format_metrics(report: dict[str, Any]) -> str:
     """The test metrics as a short human table."""
     lines = [f"test metrics ({report['num_samples']} samples, 95% bootstrap intervals):"]
-    for name in ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"):
+    headline = HEADLINE_METRICS.get(report.get("task", "classify"))
+    names = headline or [k for k, v in report.items() if isinstance(v, dict) and "value" in v and "ci95" in v]
+    for name in names:
+        if name not in report:
+            continue
         entry = report[name]
-        low, high = entry["ci95"]
+        low, high = entry["ci95"] if entry.get("ci95") else (float("nan"), float("nan"))
         lines.append(f"  {name:<18} {entry['value']:.4f}  [{low:.4f}, {high:.4f}]")
     return "\n".join(lines)
+
+
+# The metrics printed after a run, per task; other tasks print every scalar of metrics.json.
+HEADLINE_METRICS = {"classify": ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro")}

@@ -76,6 +76,8 @@ class RunFiles:
         metrics = self.metrics or {}
         if metrics.get("classes"):
             return [str(c) for c in metrics["classes"]]
+        if metrics.get("confusion_labels"):  # detection: category ids, then "background"
+            return [str(c) for c in metrics["confusion_labels"]]
         return [str(i) for i in range(len(metrics.get("confusion_matrix") or []))]
 
     def class_name(self, index: int) -> str:
@@ -246,6 +248,14 @@ def _per_class_section(files: RunFiles) -> Section | str:
     per_class = (files.metrics or {}).get("per_class")
     if not per_class:
         return f"Per-class precision, recall and F1: no 'per_class' in {rundir.METRICS}."
+    task = (files.metrics or {}).get("task", "classify")
+    if task != "classify":  # detection and segmentation: a table of whatever per-class lists there are
+        columns = [n for n, v in per_class.items() if isinstance(v, list)]
+        count = max((len(per_class[n]) for n in columns), default=0)
+        rows = [(str(i), *(html.number(per_class[n][i]) if i < len(per_class[n]) else "—" for n in columns))
+                for i in range(count)]
+        return "per-class", "Per-class metrics", html.table(("class", *columns), rows,
+                                                             numeric=range(1, len(columns) + 1))
     classes = files.classes
     names = [n for n in ("precision", "recall", "f1", "support") if n in per_class]
     rows = [(c, *(html.number(per_class[n][i]) for n in names)) for i, c in enumerate(classes)]

@@ -1,0 +1,154 @@
+"""Metrics of other tools' outputs read from files: COCO detection results against COCO ground
+truth, and predicted PNG masks against ground-truth masks. Each returns the ``metrics.json``
+content (every scalar with a 95% bootstrap interval over images) for :func:`visionbench.api.evaluate`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+MASK_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"}
+DETECTION_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+SEGMENTATION_NAMES = ("mIoU", "fwIoU", "pixel_accuracy", "mean_class_accuracy", "dice_mean", "mIoU_per_image")
+
+
+def _entry(value: float, interval: tuple[float, float] | None) -> dict[str, Any]:
+    low, high = interval if interval is not None else (math.nan, math.nan)
+    return {"value": value, "ci95": [low, high], "higher_is_better": True}
+
+
+def evaluate_detection_files(gt: Path, pred: Path, *, protocol: str = "pycocotools", score_threshold: float = 0.5,
+                             resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """COCO (or VOC-protocol) metrics of a COCO results JSON against a COCO instances JSON.
+
+    Returns:
+        ``metrics.json`` content: the 12 COCO numbers (VOC: ``AP50``) with intervals from
+        resampling images, ``per_class`` (AP, AP50 per category id), ``at_threshold``
+        (precision/recall/F1 at ``score_threshold``), ``confusion_matrix`` with background,
+        ``protocol``, ``task`` and ``num_samples`` (images).
+    """
+    from visionbench.metrics.detection import detection_intervals, evaluate_coco
+
+    evaluator = evaluate_coco(gt, pred, protocol=protocol, score_threshold=score_threshold)  # type: ignore[arg-type]
+    result = evaluator.compute()
+    intervals = detection_intervals(evaluator, resamples=resamples, seed=seed) if resamples > 0 else {}
+    metrics: dict[str, Any] = {"task": "detect", "num_samples": result["num_images"], "protocol": result["protocol"]}
+    for name in DETECTION_NAMES:
+        if name in result:
+            value = float(result[name])
+            metrics[name] = _entry(math.nan if value == -1 else value, intervals.get(name))
+    per_class = {"category_id": result["class_ids"], "AP": _listed(result["per_class_AP"])}
+    if "per_class_AP50" in result:
+        per_class["AP50"] = _listed(result["per_class_AP50"])
+    metrics["per_class"] = per_class
+    metrics["at_threshold"] = _jsonable(result["at_threshold"])
+    metrics["confusion_matrix"] = np.asarray(result["confusion_matrix"]).tolist()
+    metrics["confusion_labels"] = [str(label) for label in result["confusion_labels"]]
+    return metrics
+
+
+def _listed(values: Any) -> list[float | None]:
+    """A per-class array as a JSON list, ``None`` where undefined (-1 or NaN)."""
+    return [None if (v == -1 or v != v) else float(v) for v in np.asarray(values, dtype=np.float64).tolist()]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray | list | tuple):
+        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask of class indices ``[H, W]`` from a PNG (grayscale or palette: the palette indices
+    are the classes). RGB masks are refused: their colours need a palette mapping to classes."""
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("RGB", "RGBA"):
+                raise ValueError(f"mask {str(path)!r} is an {image.mode} image; masks must hold class indices "
+                                 "(grayscale or palette PNG). Map its colours to class indices first, or save it "
+                                 "with a palette.")
+            if image.mode not in ("L", "P", "I", "I;16", "1"):
+                raise ValueError(f"mask {str(path)!r} has mode {image.mode}; save it as an 8-bit grayscale or "
+                                 "palette PNG of class indices.")
+            return np.array(image, dtype=np.int64)
+    except (OSError, UnidentifiedImageError) as error:
+        raise ValueError(f"cannot read mask {str(path)!r}: {error}. Check the file or remove it.") from None
+
+
+def mask_pairs(gt: Path, pred: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, list[str]]]:
+    """Masks of two folders paired by relative path without suffix, and the unpaired ones."""
+    for folder in (gt, pred):
+        if not folder.is_dir():
+            raise ValueError(f"{str(folder)!r} is not a folder of masks; give --gt DIR and --pred DIR.")
+
+    def masks(root: Path) -> dict[str, Path]:
+        return {p.relative_to(root).with_suffix("").as_posix(): p for p in sorted(root.rglob("*"))
+                if p.is_file() and p.suffix.lower() in MASK_SUFFIXES}
+
+    left, right = masks(gt), masks(pred)
+    common = sorted(set(left) & set(right))
+    if not common:
+        raise ValueError(f"no mask of {str(gt)!r} has a counterpart with the same name in {str(pred)!r}.")
+    unpaired = {"ground_truth_only": sorted(set(left) - set(right)), "prediction_only": sorted(set(right) - set(left))}
+    return [(name, left[name], right[name]) for name in common], unpaired
+
+
+def evaluate_segmentation_files(gt: Path, pred: Path, *, num_classes: int | None, ignore_index: int = 255,
+                                resamples: int = 1000, seed: int = 0,
+                                progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None) -> dict[str, Any]:
+    """Dataset-level segmentation metrics of predicted masks against ground-truth masks.
+
+    Masks are paired by file name (relative path without suffix); ``num_classes`` defaults to
+    one more than the largest class index found (``ignore_index`` excluded), stated in the result.
+
+    Returns:
+        ``metrics.json`` content: ``mIoU``, ``fwIoU``, ``pixel_accuracy``, ``mean_class_accuracy``,
+        ``dice_mean`` (dataset level, one confusion matrix) and ``mIoU_per_image`` (labelled as
+        such), each with an interval from resampling images; ``per_class``, ``absent_classes``,
+        ``confusion_matrix``, ``unpaired``.
+    """
+    from visionbench.metrics.segmentation import SegmentationAccumulator
+
+    pairs, unpaired = mask_pairs(gt, pred)
+    if num_classes is None:
+        found = 0
+        for _, gt_path, pred_path in pairs:
+            for array in (read_mask(gt_path), read_mask(pred_path)):
+                valid = array[array != ignore_index]
+                found = max(found, int(valid.max()) + 1 if valid.size else 0)
+        num_classes = max(found, 1)
+    accumulator = SegmentationAccumulator(num_classes, ignore_index=ignore_index)
+    for name, gt_path, pred_path in (progress(pairs) if progress else pairs):
+        target, predicted = read_mask(gt_path), read_mask(pred_path)
+        if target.shape != predicted.shape:
+            raise ValueError(f"masks must have the same size; got {target.shape[1]}x{target.shape[0]} in {gt_path} and "
+                             f"{predicted.shape[1]}x{predicted.shape[0]} in {pred_path}. Resize the prediction with "
+                             "nearest-neighbour interpolation first.")
+        try:
+            accumulator.update(torch.from_numpy(predicted)[None], torch.from_numpy(target)[None])
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+    result = accumulator.compute()
+    intervals = accumulator.intervals(resamples=resamples, seed=seed) if resamples > 0 else {}
+    metrics: dict[str, Any] = {"task": "segment", "num_samples": result["num_images"], "num_classes": num_classes,
+                               "ignore_index": ignore_index}
+    for name in SEGMENTATION_NAMES:
+        metrics[name] = _entry(result[name], intervals.get(name))
+    metrics["mIoU_per_image"]["definition"] = "mean over images of each image's mIoU (not the dataset-level mIoU)"
+    for key in ("per_class", "absent_classes", "confusion_matrix"):
+        metrics[key] = _jsonable(result[key])
+    metrics["unpaired"] = unpaired
+    return metrics
