@@ -7,17 +7,14 @@ import pytest
 import torch
 from skimage import color, data
 
+from tests.quality.photos import nchw
 from visionbench.quality.color import crop_border, to_channel
-
-
-def _nchw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
 
 
 def test_y_studio_equals_scikit_image_rgb2ycbcr() -> None:
     rgb = data.astronaut()
     expected = color.rgb2ycbcr(rgb)[..., 0]
-    ours = to_channel(_nchw(rgb), "y-studio", data_range=255)[0, 0].numpy()
+    ours = to_channel(nchw(rgb), "y-studio", data_range=255)[0, 0].numpy()
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
     assert 16 <= ours.min() and ours.max() <= 235
 
@@ -25,7 +22,7 @@ def test_y_studio_equals_scikit_image_rgb2ycbcr() -> None:
 def test_y_full_range_equals_scikit_image_rgb2yuv() -> None:
     rgb = data.coffee()
     expected = color.rgb2yuv(rgb)[..., 0] * 255
-    ours = to_channel(_nchw(rgb), "y", data_range=255)[0, 0].numpy()
+    ours = to_channel(nchw(rgb), "y", data_range=255)[0, 0].numpy()
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-9)
 
 

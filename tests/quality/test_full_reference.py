@@ -3,37 +3,16 @@ seeded distortions and on generated images, plus gradients and input errors."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from tests.quality.photos import distort, nchw
 from visionbench.quality import psnr, ssim
-
-
-def _distort(image: np.ndarray, kind: str, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "noise":
-        return np.clip(image.astype(np.float64) + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
-    if kind == "blur":
-        from scipy.ndimage import uniform_filter
-
-        size = (5, 5, 1) if image.ndim == 3 else 5
-        return uniform_filter(image, size=size)
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(rng.integers(10, 60)))
-    return np.asarray(Image.open(buffer).convert("RGB" if image.ndim == 3 else "L"))
-
-
-def _nchw(image: np.ndarray) -> torch.Tensor:
-    image = np.ascontiguousarray(image).copy()  # PIL arrays are read-only
-    return torch.from_numpy(image).permute(2, 0, 1)[None] if image.ndim == 3 else torch.from_numpy(image)[None, None]
 
 
 def _sk_ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
@@ -45,8 +24,8 @@ def _sk_ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
 @pytest.mark.parametrize("kind", ["noise", "blur", "jpeg"])
 def test_equal_to_scikit_image_on_photographs(name: str, kind: str) -> None:
     reference = getattr(data, name)()
-    distorted = _distort(reference, kind, seed=len(name))
-    x, y = _nchw(reference), _nchw(distorted)
+    distorted = distort(reference, kind, seed=len(name))
+    x, y = nchw(reference), nchw(distorted)
     assert float(ssim(x, y)) == pytest.approx(_sk_ssim(reference, distorted, 255), abs=1e-9)
     assert float(psnr(x, y)) == pytest.approx(peak_signal_noise_ratio(reference, distorted, data_range=255), abs=1e-9)
 

@@ -4,18 +4,15 @@ batches, dtypes, gradients and input errors."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import piq
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
-from scipy.ndimage import uniform_filter
 from skimage import data
 
+from tests.quality.photos import distort, nchw
 from visionbench.quality.perceptual import fsim, haarpsi, vif_p
 
 RTOL = 1e-10  # relative agreement with piq asked for; measured differences are ~1e-14
@@ -31,20 +28,6 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
-def _distort(image: np.ndarray, kind: str, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "noise":
-        return np.clip(image.astype(np.float64) + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
-    if kind == "blur":
-        return uniform_filter(image, size=(5, 5, 1) if image.ndim == 3 else 5)
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(rng.integers(10, 60)))
-    return np.asarray(Image.open(buffer).convert("RGB" if image.ndim == 3 else "L"))
-
-
-def _nchw(image: np.ndarray) -> torch.Tensor:
-    image = np.ascontiguousarray(image).copy()  # PIL arrays are read-only
-    return torch.from_numpy(image).permute(2, 0, 1)[None] if image.ndim == 3 else torch.from_numpy(image)[None, None]
 
 
 def _piq_all(ref: torch.Tensor, dist: torch.Tensor, data_range: float, chromatic: bool) -> dict[str, torch.Tensor]:
@@ -76,8 +59,8 @@ def _assert_close(ours: dict[str, torch.Tensor], expected: dict[str, torch.Tenso
 def test_equal_to_piq_on_photographs(name: str, kind: str) -> None:
     # Odd-sized crops (the odd-size paths of HaarPSI's pooling and FSIM's frequency grid) keep it fast.
     reference = getattr(data, name)()[100:171, 120:223]
-    distorted = _distort(reference, kind, seed=len(name))
-    x, y = _nchw(reference), _nchw(distorted)
+    distorted = distort(reference, kind, seed=len(name))
+    x, y = nchw(reference), nchw(distorted)
     chromatic = reference.ndim == 3
     ours = _ours_all(x, y, None, chromatic)  # uint8 in: data range 255
     _assert_close(ours, _piq_all(x, y, 255.0, chromatic))
@@ -87,7 +70,7 @@ def test_equal_to_piq_on_photographs(name: str, kind: str) -> None:
 def test_fsim_pools_large_images_as_piq_does() -> None:
     # Min side 640: FSIM mean-pools by round(640 / 256) = round(2.5) = 2 (Python rounds half to even) first.
     crop = np.tile(data.camera(), (2, 2))[:640, :645]
-    x, y = _nchw(crop), _nchw(_distort(crop, "noise", seed=3))
+    x, y = nchw(crop), nchw(distort(crop, "noise", seed=3))
     expected = piq.fsim(x.double(), y.double(), data_range=255.0, reduction="none", chromatic=False)
     torch.testing.assert_close(fsim(x, y, chromatic=False), expected, rtol=RTOL, atol=0)
 
@@ -120,7 +103,7 @@ def test_haarpsi_and_fsim_on_small_images_and_options(h: int, w: int, c: int, su
 @pytest.mark.parametrize("sigma_n_sq", [0.4, 2.0, 10.0])
 def test_vif_noise_variance_and_argument_order(sigma_n_sq: float) -> None:
     reference = data.astronaut()[200:260, 150:230]
-    x, y = _nchw(reference), _nchw(_distort(reference, "blur", seed=0))
+    x, y = nchw(reference), nchw(distort(reference, "blur", seed=0))
     expected = piq.vif_p(y.double(), x.double(), data_range=255.0, sigma_n_sq=sigma_n_sq, reduction="none")
     ours = vif_p(x, y, sigma_n_sq=sigma_n_sq)
     torch.testing.assert_close(ours, expected, rtol=RTOL, atol=0)
@@ -135,8 +118,8 @@ def test_scores_fall_as_noise_grows() -> None:
     reference = data.camera()[200:280, 200:290].astype(np.float64)
     rng = np.random.default_rng(0)
     noise = rng.normal(0, 1, reference.shape)
-    x = _nchw(reference)
-    scores = [_ours_all(x, _nchw(np.clip(reference + s * noise, 0, 255)), 255.0, False) for s in (2, 8, 32)]
+    x = nchw(reference)
+    scores = [_ours_all(x, nchw(np.clip(reference + s * noise, 0, 255)), 255.0, False) for s in (2, 8, 32)]
     for name in ("vif_p", "haarpsi", "fsim"):
         values = [float(s[name]) for s in scores]
         assert values[0] > values[1] > values[2], (name, values)
@@ -168,7 +151,7 @@ def test_constant_images_follow_piq(level: int) -> None:
 
 def test_uint8_and_float_inputs_agree() -> None:
     image = data.coffee()[50:110, 60:140]
-    x8, y8 = _nchw(image), _nchw(_distort(image, "jpeg", seed=1))
+    x8, y8 = nchw(image), nchw(distort(image, "jpeg", seed=1))
     for metric in (vif_p, haarpsi, fsim):
         from_uint8 = metric(x8, y8)
         # The same values as float64 on [0, 255]: the very same arithmetic.

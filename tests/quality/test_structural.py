@@ -3,38 +3,19 @@ seeded distortions and on generated images of odd sizes, plus batches, gradients
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import piq
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 from skimage import data
 
+from tests.quality.photos import distort, nchw
 from visionbench.quality.structural import gmsd, gmsd_map, ms_ssim
 
 RTOL = 1e-10  # piq in float64 and we differ only in summation order (measured <= 2e-13 relative)
 
 
-def _distort(image: np.ndarray, kind: str, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "noise":
-        return np.clip(image.astype(np.float64) + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
-    if kind == "blur":
-        from scipy.ndimage import uniform_filter
-
-        return uniform_filter(image, size=(5, 5, 1) if image.ndim == 3 else 5)
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(rng.integers(10, 60)))
-    return np.asarray(Image.open(buffer).convert("RGB" if image.ndim == 3 else "L"))
-
-
-def _nchw(image: np.ndarray) -> torch.Tensor:
-    image = np.ascontiguousarray(image).copy()  # PIL arrays are read-only
-    return torch.from_numpy(image).permute(2, 0, 1)[None] if image.ndim == 3 else torch.from_numpy(image)[None, None]
 
 
 def _piq_ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float, **kwargs: object) -> torch.Tensor:
@@ -55,8 +36,8 @@ def _assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
 def test_equal_to_piq_on_photographs(name: str, kind: str) -> None:
     # Crops keep it fast (piq is slow in float64); 167 x 178 has an odd height, so every padding quirk shows.
     reference = getattr(data, name)()[100:267, 120:298]
-    distorted = _distort(reference, kind, seed=len(name))
-    x, y = _nchw(reference), _nchw(distorted)
+    distorted = distort(reference, kind, seed=len(name))
+    x, y = nchw(reference), nchw(distorted)
     expected_ms, expected_gmsd = _piq_ms_ssim(x, y, 255.0), _piq_gmsd(x, y, 255.0)
     _assert_close(ms_ssim(x, y), expected_ms)  # uint8 input: data_range 255
     _assert_close(gmsd(x, y), expected_gmsd)

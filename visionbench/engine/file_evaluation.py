@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from visionbench.data.pairing import pair_by_relative_path
+
 MASK_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"}
 DETECTION_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 SEGMENTATION_NAMES = ("mIoU", "fwIoU", "pixel_accuracy", "mean_class_accuracy", "dice_mean", "mIoU_per_image")
@@ -94,16 +96,10 @@ def mask_pairs(gt: Path, pred: Path) -> tuple[list[tuple[str, Path, Path]], dict
         if not folder.is_dir():
             raise ValueError(f"{str(folder)!r} is not a folder of masks; give --gt DIR and --pred DIR.")
 
-    def masks(root: Path) -> dict[str, Path]:
-        return {p.relative_to(root).with_suffix("").as_posix(): p for p in sorted(root.rglob("*"))
-                if p.is_file() and p.suffix.lower() in MASK_SUFFIXES}
-
-    left, right = masks(gt), masks(pred)
-    common = sorted(set(left) & set(right))
-    if not common:
+    pairs, gt_only, pred_only = pair_by_relative_path(gt, pred, MASK_SUFFIXES, ignore_suffix=True)
+    if not pairs:
         raise ValueError(f"no mask of {str(gt)!r} has a counterpart with the same name in {str(pred)!r}.")
-    unpaired = {"ground_truth_only": sorted(set(left) - set(right)), "prediction_only": sorted(set(right) - set(left))}
-    return [(name, left[name], right[name]) for name in common], unpaired
+    return pairs, {"ground_truth_only": gt_only, "prediction_only": pred_only}
 
 
 def evaluate_segmentation_files(gt: Path, pred: Path, *, num_classes: int | None, ignore_index: int = 255,

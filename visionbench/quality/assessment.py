@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from visionbench.data.pairing import pair_by_relative_path
 from visionbench.metrics.stats import bootstrap_means, percentile_interval
 from visionbench.quality.catalog import QUALITY_METRICS, check_profile, measure_pair, resolve_metrics
 from visionbench.quality.color import check_channel, crop_border, to_channel
@@ -265,16 +266,10 @@ def _image_pairs(ref: Path, dist: Path) -> tuple[list[tuple[str, Path, Path]], d
     if not (ref.is_dir() and dist.is_dir()):
         raise ValueError(f"give two image files, two folders or two videos; got {str(ref)!r} and {str(dist)!r}.")
 
-    def images(root: Path) -> dict[str, Path]:
-        return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
-
-    left, right = images(ref), images(dist)
-    common = sorted(set(left) & set(right))
-    if not common:
+    pairs, ref_only, dist_only = pair_by_relative_path(ref, dist, IMAGE_SUFFIXES)
+    if not pairs:
         raise ValueError(f"no image of {str(ref)!r} has a counterpart with the same relative path in {str(dist)!r}.")
-    unpaired = {"reference_only": sorted(set(left) - set(right)), "distorted_only": sorted(set(right) - set(left))}
-    return [(name, left[name], right[name]) for name in common], unpaired
+    return pairs, {"reference_only": ref_only, "distorted_only": dist_only}
 
 
 def _image_items(pairs: list[tuple[str, Path, Path]], data_range: float | None, resize: str | None) -> Iterator[Any]:

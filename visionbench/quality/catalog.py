@@ -19,6 +19,7 @@ Metrics without a profile-specific form (``mse``, ``mae``, ``gmsd``, ``vif_p``, 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -51,34 +52,16 @@ class QualityMetric:
         return self.functions[profile]
 
 
-def _psnr(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.full_reference import psnr
+def _lazy(module: str, name: str, *, with_range: bool = True) -> MetricFunction:
+    """``visionbench.quality.<module>.<name>(x, y, data_range=r)``, imported on first use, so that
+    importing the catalogue does not import every metric's module."""
 
-    return psnr(x, y, data_range=r)
+    def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+        function = getattr(importlib.import_module(f"visionbench.quality.{module}"), name)
+        return function(x, y, data_range=r) if with_range else function(x, y)
 
-
-def _ssim(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.full_reference import ssim
-
-    return ssim(x, y, data_range=r)
-
-
-def _ssim_matlab(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.matlab import ssim_matlab
-
-    return ssim_matlab(x, y, data_range=r)
-
-
-def _ms_ssim(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.structural import ms_ssim
-
-    return ms_ssim(x, y, data_range=r)
-
-
-def _ms_ssim_matlab(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.matlab import ms_ssim_matlab
-
-    return ms_ssim_matlab(x, y, data_range=r)
+    call.__name__ = call.__qualname__ = f"{module}.{name}"
+    return call
 
 
 def integer_planes(x: torch.Tensor) -> torch.Tensor:
@@ -108,57 +91,23 @@ def _psnr_ffmpeg(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
     return 10 * torch.log10(r * r / mse)
 
 
-def _mse(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.full_reference import mse
-
-    return mse(x, y)
-
-
-def _mae(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.full_reference import mae
-
-    return mae(x, y)
-
-
-def _gmsd(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.structural import gmsd
-
-    return gmsd(x, y, data_range=r)
-
-
-def _vif_p(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.perceptual import vif_p
-
-    return vif_p(x, y, data_range=r)
-
-
-def _haarpsi(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.perceptual import haarpsi
-
-    return haarpsi(x, y, data_range=r)
-
-
-def _fsim(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.perceptual import fsim
-
-    return fsim(x, y, data_range=r)
-
-
 QUALITY_METRICS: dict[str, QualityMetric] = {m.name: m for m in (
     QualityMetric("psnr", True, "peak signal-to-noise ratio, dB",
-                  {"skimage": _psnr, "matlab": _psnr, "ffmpeg": _psnr_ffmpeg}),
+                  {"skimage": _lazy("full_reference", "psnr"), "matlab": _lazy("full_reference", "psnr"),
+                   "ffmpeg": _psnr_ffmpeg}),
     QualityMetric("ssim", True, "structural similarity (Wang et al. 2004)",
-                  {"skimage": _ssim, "matlab": _ssim_matlab, "ffmpeg": _ssim_ffmpeg}),
+                  {"skimage": _lazy("full_reference", "ssim"), "matlab": _lazy("matlab", "ssim_matlab"),
+                   "ffmpeg": _ssim_ffmpeg}),
     QualityMetric("ms_ssim", True, "multi-scale SSIM (Wang et al. 2003), 5 scales",
-                  {"skimage": _ms_ssim, "matlab": _ms_ssim_matlab}),
-    QualityMetric("mse", False, "mean squared error, in the data range's units squared", {ANY_PROFILE: _mse}),
-    QualityMetric("mae", False, "mean absolute error, in the data range's units", {ANY_PROFILE: _mae}),
-    QualityMetric("gmsd", False, "gradient magnitude similarity deviation (Xue et al. 2014)", {ANY_PROFILE: _gmsd}),
+                  {"skimage": _lazy("structural", "ms_ssim"), "matlab": _lazy("matlab", "ms_ssim_matlab")}),
+    QualityMetric("mse", False, "mean squared error, in the data range's units squared", {ANY_PROFILE: _lazy("full_reference", "mse", with_range=False)}),
+    QualityMetric("mae", False, "mean absolute error, in the data range's units", {ANY_PROFILE: _lazy("full_reference", "mae", with_range=False)}),
+    QualityMetric("gmsd", False, "gradient magnitude similarity deviation (Xue et al. 2014)", {ANY_PROFILE: _lazy("structural", "gmsd")}),
     QualityMetric("vif_p", True, "pixel-domain visual information fidelity (Sheikh & Bovik 2006)",
-                  {ANY_PROFILE: _vif_p}),
+                  {ANY_PROFILE: _lazy("perceptual", "vif_p")}),
     QualityMetric("haarpsi", True, "Haar wavelet perceptual similarity (Reisenhofer et al. 2018)",
-                  {ANY_PROFILE: _haarpsi}),
-    QualityMetric("fsim", True, "feature similarity (Zhang et al. 2011)", {ANY_PROFILE: _fsim}),
+                  {ANY_PROFILE: _lazy("perceptual", "haarpsi")}),
+    QualityMetric("fsim", True, "feature similarity (Zhang et al. 2011)", {ANY_PROFILE: _lazy("perceptual", "fsim")}),
 )}
 
 
