@@ -57,7 +57,12 @@ def test_detection_files_equal_pycocotools(tmp_path: Path, capsys: pytest.Captur
         assert (value is None or value != value) if expected == -1 else value == expected, name
     low, high = metrics["AP"]["ci95"]
     assert low <= metrics["AP"]["value"] <= high
-    assert (tmp_path / "run" / "report.html").is_file()
+    assert metrics["classes"] == ["circle", "square"] and metrics["confusion_labels"][-1] == "background"
+    curve = metrics["pr_curve"]["circle"]
+    assert len(curve["recall"]) == 101 and curve["ap"] == metrics["per_class"]["AP50"][0]
+    assert curve["precision"] == evaluation.eval["precision"][0, :, 0, 0, -1].tolist()
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Precision–recall curves" in report and "Confusion matrix" in report
 
 
 def test_detection_file_errors_name_the_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,3 +127,20 @@ def test_segmentation_bad_masks(tmp_path: Path, capsys: pytest.CaptureFixture[st
                      "--num-classes", "4", "--quiet", "--out", str(tmp_path / "r3")])
     err = capsys.readouterr().err
     assert code == 2 and "img0" in err and "9" in err
+
+
+def test_convert_command_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from visionbench.data.detection_formats import read_detection
+
+    gt_path, _ = _coco_files(tmp_path)
+    (tmp_path / "images").mkdir()
+    for i in range(1, 21):
+        Image.fromarray(np.full((80, 100, 3), 40 * (i % 5), np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    code = cli.main(["convert", f"coco:{gt_path}:{tmp_path / 'images'}", "--to", "yolo", "--out", str(tmp_path / "yolo")])
+    written = capsys.readouterr().out.split("wrote ")[-1].strip()
+    assert code == 0 and written.startswith("yolo:")
+    back = read_detection(written).annotations()
+    original = read_detection(f"coco:{gt_path}:{tmp_path / 'images'}").annotations()
+    assert len(back.records) == len(original.records) == 20
+    code = cli.main(["convert", "coco:missing.json", "--to", "voc", "--out", str(tmp_path / "voc")])
+    assert code == 2 and "missing.json" in capsys.readouterr().err

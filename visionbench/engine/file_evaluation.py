@@ -50,10 +50,30 @@ def evaluate_detection_files(gt: Path, pred: Path, *, protocol: str = "pycocotoo
     if "per_class_AP50" in result:
         per_class["AP50"] = _listed(result["per_class_AP50"])
     metrics["per_class"] = per_class
+    names = _category_names(gt)
+    metrics["classes"] = [names.get(int(c), str(c)) for c in result["class_ids"]]
+    if "per_class_AP50" in result:  # COCO protocols: interpolated precision at IoU 0.5, all areas, 100 detections
+        recall = [float(r) for r in result["pr_curves"]["recall"]]
+        metrics["pr_curve"] = {
+            name: {"recall": recall, "precision": _listed(result["pr_curves"]["precision"][0, :, k]),
+                   "ap": per_class["AP50"][k]}
+            for k, name in enumerate(metrics["classes"])
+        }
     metrics["at_threshold"] = _jsonable(result["at_threshold"])
     metrics["confusion_matrix"] = np.asarray(result["confusion_matrix"]).tolist()
-    metrics["confusion_labels"] = [str(label) for label in result["confusion_labels"]]
+    metrics["confusion_labels"] = [*metrics["classes"], "background"]
     return metrics
+
+
+def _category_names(gt: Path) -> dict[int, str]:
+    """Category id → name from a COCO instances file (ids as text when names are missing)."""
+    import json
+
+    try:
+        categories = json.loads(gt.read_text(encoding="utf-8")).get("categories", [])
+        return {int(c["id"]): str(c.get("name", c["id"])) for c in categories}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}  # the evaluator has already validated the file; names are only labels
 
 
 def _listed(values: Any) -> list[float | None]:

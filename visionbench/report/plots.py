@@ -225,8 +225,9 @@ def roc_curves(roc: Mapping[str, Mapping[str, Any]]) -> bytes:
                    xlabel="false positive rate", ylabel="true positive rate", diagonal=True)
 
 
-def pr_curves(pr: Mapping[str, Mapping[str, Any]]) -> bytes:
-    """One-vs-rest precision–recall curve per class.
+def pr_curves(pr: Mapping[str, Mapping[str, Any]], *, title: str = "Precision–recall curves (one vs rest)") -> bytes:
+    """Precision–recall curve per class (one vs rest for classification; per category at one IoU
+    threshold for detection, as ``title`` says).
 
     Args:
         pr: ``{class_name: {"recall": [...], "precision": [...], "ap": float}}`` (``metrics.json["pr_curve"]``).
@@ -234,7 +235,7 @@ def pr_curves(pr: Mapping[str, Mapping[str, Any]]) -> bytes:
     Returns:
         PNG bytes; with more than 10 classes the 10 with the lowest AP are coloured and named.
     """
-    return _curves(pr, x_key="recall", y_key="precision", score_key="ap", title="Precision–recall curves (one vs rest)",
+    return _curves(pr, x_key="recall", y_key="precision", score_key="ap", title=title,
                    xlabel="recall", ylabel="precision", diagonal=False)
 
 

@@ -76,8 +76,6 @@ class RunFiles:
         metrics = self.metrics or {}
         if metrics.get("classes"):
             return [str(c) for c in metrics["classes"]]
-        if metrics.get("confusion_labels"):  # detection: category ids, then "background"
-            return [str(c) for c in metrics["confusion_labels"]]
         return [str(i) for i in range(len(metrics.get("confusion_matrix") or []))]
 
     def class_name(self, index: int) -> str:
@@ -238,8 +236,9 @@ def _confusion_section(files: RunFiles) -> Section | str:
         return f"Confusion matrix: no 'confusion_matrix' in {rundir.METRICS}."
     body = html.note("Rows: true class; columns: predicted class. Normalised: each row divided by the class's "
                      "number of samples, so the diagonal is each class's recall.")
-    body += html.row(html.image(plots.confusion_matrix(matrix, files.classes), "confusion matrix, counts"),
-                     html.image(plots.confusion_matrix(matrix, files.classes, normalize=True),
+    labels = [str(c) for c in (files.metrics or {}).get("confusion_labels") or files.classes]  # detection: + background
+    body += html.row(html.image(plots.confusion_matrix(matrix, labels), "confusion matrix, counts"),
+                     html.image(plots.confusion_matrix(matrix, labels, normalize=True),
                                 "confusion matrix normalised by true class"))
     return "confusion", "Confusion matrix", body
 
@@ -286,6 +285,10 @@ def _roc_section(files: RunFiles) -> Section | str:
 
 
 def _pr_section(files: RunFiles) -> Section | str:
+    if (files.metrics or {}).get("task") == "detect":
+        title = "Precision–recall curves per class (IoU 0.5, COCO's 101 recall points; legend: AP50)"
+        return _curve_section(files, "pr_curve", "ap", "pr", "Precision–recall curves",
+                              lambda curves: plots.pr_curves(curves, title=title))
     return _curve_section(files, "pr_curve", "ap", "pr", "Precision–recall curves", plots.pr_curves)
 
 
