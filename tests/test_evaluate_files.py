@@ -109,6 +109,8 @@ def test_segmentation_masks_equal_scikit_learn(tmp_path: Path, capsys: pytest.Ca
     assert metrics["mIoU"]["value"] == pytest.approx(jaccard_score(t, p, average="macro", labels=range(4)), abs=1e-15)
     assert metrics["pixel_accuracy"]["value"] == pytest.approx(accuracy_score(t, p), abs=1e-15)
     assert metrics["unpaired"] == {"ground_truth_only": ["unpaired"], "prediction_only": []}
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Per-class metrics" in report and "per-class IoU and Dice" in report and "Confusion matrix" in report
 
 
 def test_segmentation_bad_masks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -150,12 +150,15 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], *,
 # ------------------------------------------------------------------------------------ per-class bars
 
 
-def per_class_bars(per_class: Mapping[str, Sequence[Any]], classes: Sequence[str]) -> bytes:
-    """Grouped bars of precision, recall and F1 for each class.
+def per_class_bars(per_class: Mapping[str, Sequence[Any]], classes: Sequence[str],
+                   names: Sequence[str] = ("precision", "recall", "f1")) -> bytes:
+    """Grouped bars of per-class scores in [0, 1] (precision, recall and F1 by default; IoU and
+    Dice for segmentation).
 
     Args:
-        per_class: ``{"precision": [K], "recall": [K], "f1": [K]}`` (``None`` draws no bar).
+        per_class: ``{name: [K]}`` for the ``names`` (``None`` draws no bar).
         classes: the K class names.
+        names: which lists of ``per_class`` to draw, in order.
 
     Returns:
         PNG bytes.
@@ -163,7 +166,7 @@ def per_class_bars(per_class: Mapping[str, Sequence[Any]], classes: Sequence[str
     k = len(classes)
     figure = _figure(min(max(7, 0.45 * k + 2), 24), 3.8)
     axes = figure.subplots()
-    names = [n for n in ("precision", "recall", "f1") if n in per_class]
+    names = [n for n in names if n in per_class]
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
         axes.bar(np.arange(k) + (i - (len(names) - 1) / 2) * width, _finite(per_class[name]), width, label=name)

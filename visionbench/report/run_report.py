@@ -253,8 +253,11 @@ def _per_class_section(files: RunFiles) -> Section | str:
         count = max((len(per_class[n]) for n in columns), default=0)
         rows = [(str(i), *(html.number(per_class[n][i]) if i < len(per_class[n]) else "—" for n in columns))
                 for i in range(count)]
-        return "per-class", "Per-class metrics", html.table(("class", *columns), rows,
-                                                             numeric=range(1, len(columns) + 1))
+        table = html.table(("class", *columns), rows, numeric=range(1, len(columns) + 1))
+        if task == "segment" and "iou" in per_class:
+            bars = plots.per_class_bars(per_class, [str(i) for i in range(count)], names=("iou", "dice"))
+            table = html.image(bars, "per-class IoU and Dice") + table
+        return "per-class", "Per-class metrics", table
     classes = files.classes
     names = [n for n in ("precision", "recall", "f1", "support") if n in per_class]
     rows = [(c, *(html.number(per_class[n][i]) for n in names)) for i, c in enumerate(classes)]
