@@ -373,3 +373,10 @@ def test_python_api_train(tmp_path, trained):
     _, cli_out, _, _ = trained
     assert result.metrics["accuracy"]["value"] == json.loads(cli_out)["accuracy"]["value"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_list_metrics_covers_every_task_and_quality():
+    code, out, _ = run_cli(["list", "metrics"])
+    names = listed_names(out)
+    assert code == 0 and {"accuracy", "AP50", "ARl", "mIoU", "dice_mean", "ssim", "gmsd", "vif_p"} <= set(names)
+    assert "gmsd                     lower is better" in out and "(detect)" in out and "(segment)" in out

@@ -147,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
     quality.add_argument("--json", action="store_true", help="print metrics.json on stdout and nothing else")
 
+    converting = commands.add_parser(
+        "convert", help="convert a detection dataset between COCO, Pascal VOC and YOLO",
+        description="Read SOURCE (coco:ANNOTATIONS.json[:IMAGES], voc:ROOT or yolo:DATA.yaml) and write it in another "
+                    "format under --out. One split per call; what a format cannot hold (YOLO has no crowd or difficult "
+                    "flags) is stated in the docs.",
+    )
+    converting.add_argument("source", metavar="SOURCE", help="coco:ANNOTATIONS.json[:IMAGES], voc:ROOT or yolo:DATA.yaml")
+    converting.add_argument("--to", required=True, choices=("coco", "voc", "yolo"), help="the format to write")
+    converting.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    converting.add_argument("--split", default=None, help="split to read and write (default: the format's usual one)")
+    converting.add_argument("--images", default="copy", choices=("copy", "symlink", "none"),
+                            help="how images reach the output folder (default: copy)")
+
     listing = commands.add_parser("list", help="list registered models, datasets, losses or metrics")
     listing.add_argument("what", choices=("models", "datasets", "losses", "metrics"))
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
@@ -210,6 +223,12 @@ def _run_compare(args: argparse.Namespace) -> None:
         print(f"run directory: {result.run_dir}")
 
 
+def _run_convert(args: argparse.Namespace) -> None:
+    from visionbench import api
+
+    print(f"wrote {api.convert(args.source, args.to, args.out, split=args.split, images=args.images)}")
+
+
 def _psnr_cap_argument(text: str | None) -> float | str | None:
     """``--psnr-cap``: a number of dB, or ``vmaf``."""
     if text is None or text == "vmaf":
@@ -249,12 +268,14 @@ def _run_list(args: argparse.Namespace) -> None:
     if args.what == "metrics":
         import fnmatch
 
-        from visionbench.metrics import HIGHER_IS_BETTER
+        from visionbench.metrics import DETECTION_HIGHER_IS_BETTER, HIGHER_IS_BETTER, SEGMENTATION_HIGHER_IS_BETTER
         from visionbench.quality import QUALITY_METRICS
 
-        for name, higher in HIGHER_IS_BETTER.items():
-            if fnmatch.fnmatchcase(name, args.pattern):
-                print(f"{name:<24} {'higher' if higher else 'lower'} is better")
+        for task, table in (("classify", HIGHER_IS_BETTER), ("detect", DETECTION_HIGHER_IS_BETTER),
+                            ("segment", SEGMENTATION_HIGHER_IS_BETTER)):
+            for name, higher in table.items():
+                if fnmatch.fnmatchcase(name, args.pattern):
+                    print(f"{name:<24} {'higher' if higher else 'lower'} is better  ({task})")
         for name, metric in QUALITY_METRICS.items():
             if fnmatch.fnmatchcase(name, args.pattern):
                 profiles = "any profile" if "*" in metric.functions else "profiles " + ", ".join(metric.functions)
@@ -288,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train", *argv]  # `visionbench` alone, or with training flags, means train
     args = parser.parse_args(argv)
-    handlers = {"train": _run_train, "evaluate": _run_evaluate, "quality": _run_quality, "compare": _run_compare, "list": _run_list}
+    handlers = {"train": _run_train, "evaluate": _run_evaluate, "quality": _run_quality, "convert": _run_convert, "compare": _run_compare, "list": _run_list}
     from visionbench.engine import NonFiniteLossError
 
     try:

@@ -15,6 +15,16 @@ from visionbench.metrics.classification import (
     precision_recall_f1_from_confusion,
     specificity_from_confusion,
 )
+from visionbench.metrics.detection import HIGHER_IS_BETTER as _DETECTION_HIGHER_IS_BETTER
+from visionbench.metrics.detection import (
+    DetectionEvaluator,
+    coco_box_iou,
+    compare_detection,
+    detection_intervals,
+    evaluate_coco,
+    load_coco_ground_truth,
+    load_coco_results,
+)
 from visionbench.metrics.scores import (
     ProbabilitySumWarning,
     ScoreAccumulator,
@@ -30,6 +40,15 @@ from visionbench.metrics.scores import (
     top_k_accuracy,
     validate_scores,
 )
+from visionbench.metrics.segmentation import (
+    SEGMENTATION_HIGHER_IS_BETTER,
+    SegmentationAccumulator,
+    mean_iou,
+    per_class_iou,
+    per_image_mean_iou,
+    segmentation_confusion,
+    segmentation_metric_tensors,
+)
 from visionbench.metrics.stats import (
     bootstrap_confusion_matrices,
     bootstrap_means,
@@ -38,16 +57,21 @@ from visionbench.metrics.stats import (
     percentile_interval,
 )
 
-# Whether a larger value is better, for every scalar metric name visionbench reports.
+# Whether a larger value is better, for every scalar classification metric visionbench reports.
 HIGHER_IS_BETTER = {
     "accuracy": True, "balanced_accuracy": True, "log_loss": False,
     **{f"{m}_{a}": True for m in ("precision", "recall", "f1") for a in ("macro", "micro", "weighted")},
     "cohen_kappa": True, "matthews_corrcoef": True, "specificity_macro": True, "top5_accuracy": True,
     "roc_auc_macro": True, "average_precision_macro": True, "ece": False,
 }
+# The headline numbers of the other tasks (their accumulators' compute() gives them).
+DETECTION_HIGHER_IS_BETTER = {n: h for n, h in _DETECTION_HIGHER_IS_BETTER.items() if n not in ("precision", "recall", "f1")}
 
 __all__ = [
-    "HIGHER_IS_BETTER", "ConfusionMatrixAccumulator", "UndefinedMetricWarning", "accuracy_from_confusion",
+    "DetectionEvaluator", "SegmentationAccumulator", "coco_box_iou", "compare_detection", "detection_intervals",
+    "evaluate_coco", "load_coco_ground_truth", "load_coco_results", "mean_iou", "per_class_iou", "per_image_mean_iou",
+    "segmentation_confusion", "segmentation_metric_tensors",
+    "DETECTION_HIGHER_IS_BETTER", "HIGHER_IS_BETTER", "SEGMENTATION_HIGHER_IS_BETTER", "ConfusionMatrixAccumulator", "UndefinedMetricWarning", "accuracy_from_confusion",
     "balanced_accuracy_from_confusion", "bootstrap_confusion_matrices", "bootstrap_means", "classification_intervals", "multinomial_resamples",
     "confusion_matrix", "log_loss_terms", "metric_tensors_from_confusion", "metrics_from_confusion", "percentile_interval",
     "precision_recall_f1_from_confusion",
