@@ -236,6 +236,26 @@ def _evaluate_task_files(task: str, gt: Path, pred: Path, *, num_classes: int | 
     return EvaluateResult(run_dir=run_dir, metrics=metrics, config=None)  # type: ignore[arg-type]
 
 
+def convert(source: str, to: str, out: str | Path, *, split: str | None = None, images: str = "copy") -> str:
+    """Convert a detection dataset between COCO, Pascal VOC and YOLO (one split per call).
+
+    Args:
+        source: ``"coco:ANNOTATIONS.json[:IMAGES]"``, ``"voc:ROOT"`` or ``"yolo:DATA.yaml"``.
+        to: ``"coco"``, ``"voc"`` or ``"yolo"``.
+        out: the output folder.
+        split: the split to read and write (see :func:`visionbench.data.detection_formats.convert`).
+        images: ``"copy"``, ``"symlink"`` or ``"none"``.
+
+    Returns:
+        The spec of the written dataset, usable as ``--data``.
+    """
+    from visionbench.data.detection_formats import convert as convert_dataset
+
+    if to not in ("coco", "voc", "yolo"):
+        raise ValueError(f"--to must be one of coco, voc, yolo; got {to!r}.")
+    return convert_dataset(source, to, out, split=split, images=images)  # type: ignore[arg-type]
+
+
 COMPARE_JSON = "compare.json"
 
 

@@ -1398,7 +1398,11 @@ class CocoResults:
 def _read_json(path: str | os.PathLike[str]) -> Any:
     """Parse a JSON file; an empty or malformed file raises ``ValueError`` naming it."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "no such file" if isinstance(error, FileNotFoundError) else str(error)
+        raise ValueError(f"cannot read {path}: {reason}. Check the path of the COCO JSON file.") from None
     if not text.strip():
         raise ValueError(f"{path} must be a COCO JSON file; got an empty file. Re-export the annotations or results.")
     try:
