@@ -82,7 +82,13 @@ def make_data(seed: int = 0, n_images: int = 5000, n_classes: int = 80, gt_per_i
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    # VmHWM is this process image's own peak. ru_maxrss is not: after fork+exec it still holds the
+    # parent's resident size at the fork, which would inflate every tool's figure alike.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
 
 
 def run_reference(tool: str, gt_path: Path, res_path: Path) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, dict]:

@@ -148,12 +148,13 @@ def test_report_shows_worst_items_for_folders(tmp_path: Path) -> None:
 
 def test_4k_pair_runs_in_bounded_memory(tmp_path: Path) -> None:
     """Peak RSS of a fresh process measuring PSNR and SSIM of a 3840x2160 RGB pair (torch
-    included) stays under 1 GiB."""
+    included) stays under 1 GiB. The peak is VmHWM, the process image's own: ru_maxrss would
+    include pytest's resident size at the fork that started it."""
     import subprocess
     import sys
 
     script = (
-        "import resource, torch\n"
+        "import torch\n"
         "from visionbench.quality import assess\n"
         "g = torch.Generator().manual_seed(0)\n"
         "x = torch.randint(0, 256, (1, 3, 2160, 3840), dtype=torch.uint8, generator=g)\n"
@@ -162,7 +163,7 @@ def test_4k_pair_runs_in_bounded_memory(tmp_path: Path) -> None:
         "    y[0, c] = (x[0, c].short() + torch.randint(-8, 9, x.shape[2:], generator=g, dtype=torch.short)).clamp(0, 255)\n"
         "result = assess(x, y, metrics=('psnr', 'ssim'))\n"
         "assert 0 < result.rows[0]['ssim'] < 1 and len(result.examples) == 1\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
