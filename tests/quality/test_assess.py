@@ -197,3 +197,18 @@ def test_resize_only_when_asked_and_psnr_caps(tmp_path: Path, capsys: pytest.Cap
         assess(tmp_path / "ref.png", tmp_path / "small.png", resize="lanczos")
     code = cli.main(["quality", str(tmp_path / "ref.png"), str(tmp_path / "ref.png"), "--psnr-cap", "loud", "--quiet"])
     assert code == 2 and "--psnr-cap must be a number of dB or 'vmaf'" in capsys.readouterr().err
+
+
+def test_alpha_is_dropped_only_when_opaque(tmp_path: Path) -> None:
+    from visionbench.quality import assess
+
+    rgb = data.astronaut()[:40, :40]
+    opaque = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    clear = opaque.copy()
+    clear[0, 0, 3] = 0
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(opaque, "RGBA").save(tmp_path / "opaque.png")
+    Image.fromarray(clear, "RGBA").save(tmp_path / "clear.png")
+    assert assess(tmp_path / "rgb.png", tmp_path / "opaque.png", metrics=("psnr",)).rows[0]["psnr"] == float("inf")
+    with pytest.raises(ValueError, match="clear.png.*transparent pixels"):
+        assess(tmp_path / "rgb.png", tmp_path / "clear.png")

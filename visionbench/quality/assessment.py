@@ -247,12 +247,18 @@ def _default_range(dtype: torch.dtype, data_range: float | None, where: str) -> 
 
 def read_image(path: Path) -> np.ndarray:
     """``uint8``/``uint16`` ``[H, W]`` (grayscale) or ``uint8 [H, W, 3]``; a clear error names an
-    unreadable file. 16-bit grayscale stays 16-bit (its data range must then be given)."""
+    unreadable file. 16-bit grayscale stays 16-bit (its data range must then be given). An alpha
+    channel is dropped only when fully opaque; transparent pixels are an error."""
     try:
         with Image.open(path) as image:
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 return np.asarray(image, dtype=np.uint16) if image.mode.startswith("I;16") else \
                     np.asarray(image).astype(np.uint16)
+            if "A" in image.getbands() or "transparency" in image.info:
+                alpha = np.asarray(image.convert("RGBA"))[..., 3]
+                if alpha.min() < 255:  # dropping a real alpha channel would change what is compared
+                    raise ValueError(f"image {str(path)!r} has transparent pixels (alpha < 255); quality metrics "
+                                     "compare colour channels only. Composite it onto a background first.")
             gray = image.mode in ("L", "1", "LA")
             return np.asarray(image.convert("L" if gray else "RGB"))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
