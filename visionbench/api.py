@@ -179,11 +179,8 @@ def _evaluate_predictions_file(
     path: Path, *, task: str, num_classes: int | None, out: str | Path | None, quiet: bool
 ) -> EvaluateResult:
     """Metrics, predictions and report of another tool's predictions, in a new run directory."""
-    import yaml
-
     from visionbench.data.predictions import read_predictions_file
     from visionbench.engine.evaluation import classification_report
-    from visionbench.engine.train import format_metrics, write_report
 
     if task != "classify":
         raise ValueError(f"--pred files are read for task 'classify' only in this version; got {task!r}.")
@@ -191,15 +188,28 @@ def _evaluate_predictions_file(
     classes = [str(k) for k in range(table.num_classes)]
     metrics = classification_report(table.labels, table.preds, table.probs, classes)
     metrics["split"] = "predictions file"
-    from visionbench.engine.distributed import DistInfo
+    return _write_evaluation(
+        out, f"eval-{path.stem}", {"task": task, "pred": str(path), "num_classes": table.num_classes}, metrics,
+        f"evaluated {path}: {len(table.ids)} predictions, {table.num_classes} classes", quiet=quiet,
+        write_extra=lambda run_dir: rundir.write_predictions(run_dir / rundir.PREDICTIONS, table.ids, table.labels,
+                                                             table.preds, table.probs))
 
-    run_dir = _make_run_dir(out, f"eval-{path.stem}", DistInfo())
-    (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
-        {"task": task, "pred": str(path), "num_classes": table.num_classes}, sort_keys=False))
-    rundir.write_predictions(run_dir / rundir.PREDICTIONS, table.ids, table.labels, table.preds, table.probs)
+
+def _write_evaluation(out: str | Path | None, stem: str, config: dict[str, Any], metrics: dict[str, Any], message: str,
+                      *, quiet: bool, write_extra: Any = None) -> EvaluateResult:
+    """The run directory of an evaluation of files: config, metrics, log, report (and ``write_extra``)."""
+    import yaml
+
+    from visionbench.engine.distributed import DistInfo
+    from visionbench.engine.train import format_metrics, write_report
+
+    run_dir = _make_run_dir(out, stem, DistInfo())
+    (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+    if write_extra is not None:
+        write_extra(run_dir)
     rundir.write_metrics(run_dir, metrics)
     log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
-    log(f"evaluated {path}: {len(table.ids)} predictions, {table.num_classes} classes")
+    log(message)
     log.file(format_metrics(metrics))
     write_report(run_dir, log)
     return EvaluateResult(run_dir=run_dir, metrics=metrics, config=None)  # type: ignore[arg-type]
@@ -208,12 +218,9 @@ def _evaluate_predictions_file(
 def _evaluate_task_files(task: str, gt: Path, pred: Path, *, num_classes: int | None, protocol: str,
                          ignore_index: int, out: str | Path | None, quiet: bool) -> EvaluateResult:
     """Detection or segmentation metrics of another tool's output files, in a new run directory."""
-    import yaml
     from tqdm import tqdm
 
-    from visionbench.engine.distributed import DistInfo
     from visionbench.engine.file_evaluation import evaluate_detection_files, evaluate_segmentation_files
-    from visionbench.engine.train import format_metrics, write_report
 
     def progress(items: list) -> Any:
         return tqdm(items, desc="masks", unit="pair", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
@@ -225,15 +232,8 @@ def _evaluate_task_files(task: str, gt: Path, pred: Path, *, num_classes: int | 
         metrics = evaluate_segmentation_files(gt, pred, num_classes=num_classes, ignore_index=ignore_index,
                                               progress=progress)
         settings = {"num_classes": metrics["num_classes"], "ignore_index": ignore_index}
-    run_dir = _make_run_dir(out, f"eval-{pred.stem}", DistInfo())
-    (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
-        {"task": task, "gt": str(gt), "pred": str(pred), **settings}, sort_keys=False))
-    rundir.write_metrics(run_dir, metrics)
-    log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
-    log(f"evaluated {pred} against {gt}: {metrics['num_samples']} images")
-    log.file(format_metrics(metrics))
-    write_report(run_dir, log)
-    return EvaluateResult(run_dir=run_dir, metrics=metrics, config=None)  # type: ignore[arg-type]
+    return _write_evaluation(out, f"eval-{pred.stem}", {"task": task, "gt": str(gt), "pred": str(pred), **settings},
+                             metrics, f"evaluated {pred} against {gt}: {metrics['num_samples']} images", quiet=quiet)
 
 
 def convert(source: str, to: str, out: str | Path, *, split: str | None = None, images: str = "copy") -> str:

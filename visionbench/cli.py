@@ -61,6 +61,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--json", action="store_true", help="print metrics.json on stdout and nothing else")
 
 
+def _add_output_options(parser: argparse.ArgumentParser, name: str, quiet_help: str) -> None:
+    """``--out``, ``--quiet`` and ``--json`` of the commands that write a run directory without training."""
+    parser.add_argument("--out", metavar="DIR", help=f"run directory to write (default: a fresh runs/{name}-NNN)")
+    parser.add_argument("--quiet", action="store_true", help=quiet_help)
+    parser.add_argument("--json", action="store_true", help=f"print {'compare' if name == 'compare' else 'metrics'}.json "
+                                                             "on stdout and nothing else")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``visionbench`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
@@ -109,9 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--resamples", type=_int_at_least(1), default=1000, metavar="N",
                          help="paired bootstrap resamples per pair (default: 1000)")
     compare.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the resamples (default: 0)")
-    compare.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/compare-NNN)")
-    compare.add_argument("--quiet", action="store_true", help="no log lines on stderr")
-    compare.add_argument("--json", action="store_true", help="print compare.json on stdout and nothing else")
+    _add_output_options(compare, "compare", "no log lines on stderr")
 
     quality = commands.add_parser(
         "quality", help="full-reference quality (PSNR, SSIM, MS-SSIM, ...) of two images, folders or videos",
@@ -143,9 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="cap PSNR at DB decibels, or 'vmaf' for libvmaf's 6*bits+12 dB (60 dB at 8 bits); "
                               "default: identical pairs give inf, left out of the mean and counted")
     quality.add_argument("--csv", action="store_true", help="print one CSV row per image pair or frame on stdout")
-    quality.add_argument("--out", metavar="DIR", help="run directory to write (default: a fresh runs/quality-NNN)")
-    quality.add_argument("--quiet", action="store_true", help="no progress bar or log lines on stderr")
-    quality.add_argument("--json", action="store_true", help="print metrics.json on stdout and nothing else")
+    _add_output_options(quality, "quality", "no progress bar or log lines on stderr")
 
     converting = commands.add_parser(
         "convert", help="convert a detection dataset between COCO, Pascal VOC and YOLO",

@@ -75,29 +75,32 @@ def _planes(x: torch.Tensor) -> list[torch.Tensor]:
     return [integer_planes(x[:, c]) for c in range(x.shape[1])]
 
 
-def _ssim_ffmpeg(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.ffmpeg import ssim_ffmpeg_plane
+def ffmpeg_scores(x: torch.Tensor, y: torch.Tensor, r: float) -> dict[str, torch.Tensor]:
+    """FFmpeg's per-image scores of equal-size planes (``ssim_All``, ``psnr_avg``, ``mse_avg``, …)
+    in one pass; with equal plane sizes FFmpeg's area weighting is a plain mean over planes."""
+    from visionbench.quality.ffmpeg import ffmpeg_frame_scores
 
-    # Planes of equal size: FFmpeg's area-weighted "All" value is their plain mean.
-    per_plane = [ssim_ffmpeg_plane(a, b, max_value=int(r)) for a, b in zip(_planes(x), _planes(y), strict=True)]
-    return torch.stack(per_plane).mean(dim=0)
+    planes_x, planes_y = _planes(x), _planes(y)
+    return ffmpeg_frame_scores(planes_x, planes_y, max_value=int(r), names=[chr(ord("A") + i) for i in range(len(planes_x))])
 
 
-def _psnr_ffmpeg(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-    from visionbench.quality.ffmpeg import psnr_ffmpeg_plane_mse
+def _ffmpeg(key: str) -> MetricFunction:
+    """One of :func:`ffmpeg_scores`' values as a metric function."""
 
-    per_plane = [psnr_ffmpeg_plane_mse(a, b) for a, b in zip(_planes(x), _planes(y), strict=True)]
-    mse = torch.stack(per_plane).mean(dim=0)  # area-weighted over equal-size planes
-    return 10 * torch.log10(r * r / mse)
+    def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+        return ffmpeg_scores(x, y, r)[key]
+
+    call.__name__ = call.__qualname__ = f"ffmpeg.{key}"
+    return call
 
 
 QUALITY_METRICS: dict[str, QualityMetric] = {m.name: m for m in (
     QualityMetric("psnr", True, "peak signal-to-noise ratio, dB",
                   {"skimage": _lazy("full_reference", "psnr"), "matlab": _lazy("full_reference", "psnr"),
-                   "ffmpeg": _psnr_ffmpeg}),
+                   "ffmpeg": _ffmpeg("psnr_avg")}),
     QualityMetric("ssim", True, "structural similarity (Wang et al. 2004)",
                   {"skimage": _lazy("full_reference", "ssim"), "matlab": _lazy("matlab", "ssim_matlab"),
-                   "ffmpeg": _ssim_ffmpeg}),
+                   "ffmpeg": _ffmpeg("ssim_All")}),
     QualityMetric("ms_ssim", True, "multi-scale SSIM (Wang et al. 2003), 5 scales",
                   {"skimage": _lazy("structural", "ms_ssim"), "matlab": _lazy("matlab", "ms_ssim_matlab")}),
     QualityMetric("mse", False, "mean squared error, in the data range's units squared", {ANY_PROFILE: _lazy("full_reference", "mse", with_range=False)}),
@@ -146,11 +149,7 @@ def measure_pair(x: torch.Tensor, y: torch.Tensor, data_range: float, functions:
     """
     values: dict[str, float] = {}
     if profile == "ffmpeg" and functions.keys() & {"psnr", "ssim"}:
-        from visionbench.quality.ffmpeg import ffmpeg_frame_scores
-
-        planes_x, planes_y = _planes(x), _planes(y)
-        scores = ffmpeg_frame_scores(planes_x, planes_y, max_value=int(data_range),
-                                     names=[chr(ord("A") + i) for i in range(len(planes_x))])
+        scores = ffmpeg_scores(x, y, data_range)
         values.update(ssim=float(scores["ssim_All"][0]), psnr=float(scores["psnr_avg"][0]),
                       mse=float(scores["mse_avg"][0]))
     else:
