@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/coco_eval.py
 	$(BIN)/python benchmarks/segmentation_metrics.py
+	$(BIN)/python benchmarks/train_tasks.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check visionbench tests benchmarks

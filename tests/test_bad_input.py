@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 import visionbench
 from visionbench import cli
 from visionbench.engine import checkpoint as ckpt
+from visionbench.engine import classify as engine_classify
 from visionbench.engine import rundir
 from visionbench.engine import train as engine_train
 from visionbench.models import create_model
@@ -82,7 +83,7 @@ def test_resume_from_a_checkpoint_of_another_model_is_refused(tmp_path: Path, ca
 
 
 def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
-    real_create_loss = engine_train.create_loss
+    real_create_loss = engine_classify.create_loss
     calls = {"n": 0}
 
     class LossThatTurnsNan(torch.nn.Module):
@@ -101,7 +102,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path: Pat
     def loss_that_turns_nan(*args, **kwargs):
         return LossThatTurnsNan(real_create_loss(*args, **kwargs))
 
-    monkeypatch.setattr(engine_train, "create_loss", loss_that_turns_nan)
+    monkeypatch.setattr(engine_classify, "create_loss", loss_that_turns_nan)
     out = tmp_path / "run"
     with pytest.raises(engine_train.NonFiniteLossError, match="loss is nan at epoch 2, step 7.*last good checkpoint"):
         visionbench.train(model="mlp", epochs=3, checkpoint_every=5, out=out, quiet=True, val_fraction=0.1)

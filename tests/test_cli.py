@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from visionbench.cli import main
-from visionbench.config import ClassifyConfig, config_fields
+from visionbench.config import ClassifyConfig, DetectConfig, SegmentConfig, config_fields
 
 NUM_TEST = 359  # digits test split with the default seed and fractions
 NUM_CLASSES = 10
@@ -87,7 +87,7 @@ def test_train_help_lists_every_option():
         "--json",
     ):
         assert option in out, option
-    for f in config_fields(ClassifyConfig):
+    for f in [f for cls in (ClassifyConfig, DetectConfig, SegmentConfig) for f in config_fields(cls)]:
         assert flag(f.name) in out, f.name
         if str(f.type) == "bool":
             assert "--no-" + f.name.replace("_", "-") in out, f.name
@@ -98,7 +98,10 @@ def test_train_help_shows_defaults_and_choices():
     assert code == 0
     assert "sgd" in out and "adamw" in out  # optimizer choices
     assert "cosine" in out and "onecycle" in out  # schedule choices
-    assert "default: 10" in out  # epochs
+    text = " ".join(out.split())  # argparse wraps help lines
+    assert "defaults: classify 10, detect 22, segment 17" in text  # epochs, per task
+    assert "default: 'cosine'" in text  # the same for every task
+    assert "only --task detect" in text  # --protocol, --score-threshold
 
 
 def test_top_level_help_names_the_commands():
@@ -152,17 +155,28 @@ def test_list_prints_the_registered_names(what, expected):
     assert code == 0, err
     names = listed_names(out)
     assert expected <= set(names)
-    assert names == sorted(names)
+    if what != "losses":  # losses: classification's, then segmentation's, each sorted
+        assert names == sorted(names)
 
 
 def test_list_matches_the_registries():
     from visionbench.data import DATASETS
-    from visionbench.losses import LOSSES
+    from visionbench.losses import LOSSES, SEGMENTATION_LOSSES
     from visionbench.models import MODELS
 
-    for what, registry in (("models", MODELS), ("datasets", DATASETS), ("losses", LOSSES)):
+    for what, names in (("models", MODELS.names()), ("datasets", DATASETS.names()),
+                        ("losses", LOSSES.names() + SEGMENTATION_LOSSES.names())):
         _, out, _ = run_cli(["list", what])
-        assert listed_names(out) == registry.names(), what
+        assert listed_names(out) == names, what
+
+
+def test_list_names_each_entrys_task():
+    _, out, _ = run_cli(["list", "models", "tiny_fcos"])
+    assert out.split()[:2] == ["tiny_fcos", "detect"]
+    _, out, _ = run_cli(["list", "datasets", "shapes"])
+    assert out.split()[:2] == ["shapes", "detect/segment"]
+    _, out, _ = run_cli(["list", "losses", "ce_dice"])
+    assert out.split()[:2] == ["ce_dice", "segment"]
 
 
 def test_list_models_filters_with_a_pattern():
@@ -217,12 +231,10 @@ def test_bad_yaml_config_exits_2(tmp_path):
     assert code == 2 and "'epochs'" in err and "Traceback" not in err
 
 
-def test_planned_task_flag_says_not_available_yet():
-    # config.py names the planned tasks so that the error can say they are coming rather than
-    # unknown ("not available in this version yet; use --task classify").
-    code, _, err = run_cli(["train", "--task", "detect"])
+def test_option_of_another_task_exits_2_naming_it():
+    code, _, err = run_cli(["train", "--task", "detect", "--label-smoothing", "0.1"])
     assert code == 2 and "Traceback" not in err
-    assert "not available in this version yet" in err
+    assert "'label_smoothing'" in err and "does not apply to task 'detect'" in err
 
 
 def test_resume_of_a_directory_that_is_not_a_run(tmp_path):

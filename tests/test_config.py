@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from visionbench import config as cfg
-from visionbench.config import ClassifyConfig, config_fields, resolve, save_yaml
+from visionbench.config import ClassifyConfig, DetectConfig, SegmentConfig, config_fields, resolve, save_yaml
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
@@ -378,18 +378,39 @@ def test_save_yaml_writes_fields_in_declaration_order(tmp_path):
 # ----------------------------------------------------------------------------------- tasks
 
 
-def test_planned_task_in_yaml_is_not_available_yet(tmp_path):
-    message = error_of(write(tmp_path, "task: detect\n"))
-    assert "not available in this version yet" in message
+def test_task_in_yaml_picks_that_tasks_config_and_defaults(tmp_path):
+    config = resolve(write(tmp_path, "task: detect\nepochs: 3\n"))
+    assert isinstance(config, DetectConfig) and config.epochs == 3
+    assert (config.data, config.model, config.monitor) == ("shapes", "tiny_fcos", "val_AP50")
 
 
-@pytest.mark.parametrize("task", ["detect", "segment"])
-def test_planned_task_in_overrides_is_not_available_yet(task):
-    assert "not available in this version yet" in error_of(task=task)
+@pytest.mark.parametrize(("task", "cls", "model"), [("detect", DetectConfig, "tiny_fcos"),
+                                                     ("segment", SegmentConfig, "unet_small")])
+def test_task_override_picks_that_tasks_config(task, cls, model):
+    config = resolve(None, {"task": task})
+    assert type(config) is cls and config.model == model and config.data == "shapes"
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    ({"task": "detect", "label_smoothing": 0.1}, ["'label_smoothing'", "does not apply to task 'detect'", "classify"]),
+    ({"task": "segment", "protocol": "voc07"}, ["'protocol'", "does not apply to task 'segment'", "detect"]),
+    ({"task": "detect", "model": "resnet18"}, ["'resnet18' is a classifier", "--task detect", "tiny_fcos"]),
+    ({"model": "unet_small"}, ["'unet_small' is a segmenter", "--task classify"]),
+    ({"task": "segment", "data": "digits"}, ["'digits' serves --task classify", "masks", "shapes"]),
+    ({"task": "classify", "data": "shapes"}, ["'shapes' serves --task detect / segment"]),
+    ({"task": "segment", "loss": "hinge"}, ["unknown segmentation loss 'hinge'"]),
+    ({"task": "detect", "monitor": "val_accuracy"}, ["monitor must be one of", "val_AP50"]),
+    ({"task": "detect", "val_every": 0}, ["val_every must be >= 1"]),
+    ({"task": "detect", "score_threshold": 1.5}, ["score_threshold must be in [0, 1]"]),
+])
+def test_task_specific_options_are_checked(overrides, words):
+    message = error_of(**overrides)
+    for word in words:
+        assert word in message, (word, message)
 
 
 def test_override_task_wins_over_the_file(tmp_path):
-    # the file asks for a planned task, the command line for classify: classify it is.
+    # the file asks for detection, the command line for classify: classify it is.
     config = resolve(write(tmp_path, "task: detect\n"), {"task": "classify"})
     assert config.task == "classify"
 

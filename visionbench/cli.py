@@ -1,19 +1,20 @@
 """The command line: parses arguments and calls :mod:`visionbench.api`; nothing else.
 
-Training options are generated from :class:`visionbench.config.ClassifyConfig`'s fields, so
-``visionbench train --help`` always lists every option with its default and choices.
+Training options are generated from the fields of every task's config (:mod:`visionbench.config`),
+so ``visionbench train --help`` always lists every option with its defaults per task and its choices.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from visionbench import __version__
-from visionbench.config import PLANNED_TASKS, TASKS, ClassifyConfig, config_fields
+from visionbench.config import CONFIG_CLASSES, TASKS, all_option_fields
 
 _TYPES = {"int": int, "float": float, "str": str}
 _METAVARS = {"int": "N", "float": "X", "str": "NAME", "data": "SPEC", "weights": "FILE"}
@@ -25,18 +26,50 @@ def _flag(name: str) -> str:
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per config field; default ``None`` so only given flags override the config."""
-    group = parser.add_argument_group("training options (override the defaults and --config)")
-    for f in config_fields(ClassifyConfig):
-        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+    group = parser.add_argument_group("training options (override the defaults of --task and --config)")
+    for f in all_option_fields():
+        help_text = f"{f.metadata['help']} ({_defaults_text(f.name)})"
         base = str(f.type).replace(" | None", "")
         if base == "bool":
             group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            choices = f.metadata.get("choices")
-            if f.name == "task":  # planned tasks reach config.resolve, which says they are coming
-                choices = (*TASKS, *PLANNED_TASKS)
+            choices = _all_choices(f.name)
             group.add_argument(_flag(f.name), type=_TYPES[base], default=None, choices=choices,
                                metavar=None if choices else _METAVARS.get(f.name, _METAVARS[base]), help=help_text)
+
+
+def _task_fields(name: str) -> dict[str, Any]:
+    """Task → the field ``name`` of that task's config, for the tasks that have it."""
+    found = {}
+    for task, cls in CONFIG_CLASSES.items():
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                found[task] = f
+    return found
+
+
+def _defaults_text(name: str) -> str:
+    """``default: X`` when every task agrees, else ``default: classify X, detect Y, …``; tasks
+    without the option are named."""
+    fields = _task_fields(name)
+    defaults = {task: f.default for task, f in fields.items()}
+    if name == "task":
+        return "default: 'classify'"
+    text = (f"default: {next(iter(defaults.values()))!r}" if len(set(map(repr, defaults.values()))) == 1
+            else "defaults: " + ", ".join(f"{task} {value!r}" for task, value in defaults.items()))
+    if len(fields) < len(CONFIG_CLASSES):
+        text += "; only --task " + "/".join(fields)
+    return text
+
+
+def _all_choices(name: str) -> tuple[Any, ...] | None:
+    """The union of the field's choices over the tasks (the task's own config checks its own)."""
+    choices: list[Any] = []
+    for f in _task_fields(name).values():
+        for choice in f.metadata.get("choices") or ():
+            if choice not in choices:
+                choices.append(choice)
+    return tuple(choices) or None
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -96,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run", metavar="RUN_DIR", nargs="?", help="a run directory made by `visionbench train`")
     evaluate.add_argument("--pred", metavar="FILE", help="a predictions file to evaluate instead of a run")
-    evaluate.add_argument("--task", default="classify", choices=(*TASKS, *PLANNED_TASKS), help="task of --pred (default: classify)")
+    evaluate.add_argument("--task", default="classify", choices=TASKS, help="task of --pred (default: classify)")
     evaluate.add_argument("--gt", metavar="PATH", help="ground truth of --pred: a COCO instances JSON (detect) or a "
                                                         "folder of PNG masks (segment)")
     evaluate.add_argument("--num-classes", type=int, metavar="K",
@@ -107,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="mask value left out of segmentation metrics (default: 255)")
     evaluate.add_argument("--data", help="evaluate RUN_DIR on this dataset's test split instead (same classes)")
     _add_run_options(evaluate)
+
+    predict = commands.add_parser(
+        "predict", help="predict image files with a trained run",
+        description="Predict image files (or folders of images) with RUN_DIR's best weights: classes with top-5 "
+                    "probabilities (predictions.csv), boxes drawn on the images (NAME.png, detections.json), or "
+                    "colour-coded mask PNGs (NAME.png palette masks, NAME_overlay.png).",
+    )
+    predict.add_argument("run", metavar="RUN_DIR", help="a run directory made by `visionbench train`")
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    predict.add_argument("--out", metavar="DIR", help="folder to write (default: RUN_DIR/predict)")
+    predict.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
+    predict.add_argument("--score-threshold", type=float, metavar="X",
+                         help="detection: lowest score drawn and listed (default: the run's --score-threshold)")
 
     compare = commands.add_parser(
         "compare", help="test whether runs differ on the same test samples",
@@ -184,7 +230,7 @@ def _print_result(result: Any, as_json: bool) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from visionbench import api
 
-    overrides = {f.name: getattr(args, f.name) for f in config_fields(ClassifyConfig) if getattr(args, f.name) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in all_option_fields() if getattr(args, f.name) is not None}
     quiet = args.quiet or args.json
     if args.resume:
         if overrides or args.config or args.out:
@@ -225,6 +271,21 @@ def _run_compare(args: argparse.Namespace) -> None:
     else:
         print(format_comparison(result.result))
         print(f"run directory: {result.run_dir}")
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from visionbench import api
+
+    result = api.predict(args.run, args.inputs, out=args.out, device=args.device, score_threshold=args.score_threshold)
+    for row in result.rows:
+        if "pred" in row:
+            print(f"{row['file']}: {row['pred']} ({row['probability']:.3f})")
+        elif "boxes" in row:
+            print(f"{row['file']}: {len(row['boxes'])} boxes " + ", ".join(
+                f"{c} {s:.2f}" for c, s in zip(row["classes"], row["scores"], strict=True)))
+        else:
+            print(f"{row['file']}: {row['mask']}")
+    print(f"wrote {result.out_dir}")
 
 
 def _run_convert(args: argparse.Namespace) -> None:
@@ -287,13 +348,21 @@ def _run_list(args: argparse.Namespace) -> None:
                       f"(quality: {metric.description}; {profiles})")
         return
     if args.what == "models":
-        from visionbench.models import MODELS as registry
+        from visionbench.models import MODELS
+
+        registries = [(MODELS, lambda info: info["task"])]
     elif args.what == "datasets":
-        from visionbench.data import DATASETS as registry
+        from visionbench.data import DATASETS
+
+        registries = [(DATASETS, lambda info: "/".join(info["tasks"]))]
     else:
-        from visionbench.losses import LOSSES as registry
-    for name in registry.names(args.pattern):
-        print(f"{name:<24} {registry.info(name).get('description', '')}")
+        from visionbench.losses import LOSSES, SEGMENTATION_LOSSES
+
+        registries = [(LOSSES, lambda info: "classify"), (SEGMENTATION_LOSSES, lambda info: "segment")]
+    for registry, task_of in registries:
+        for name in registry.names(args.pattern):
+            info = registry.info(name)
+            print(f"{name:<34} {task_of(info):<16} {info.get('description', '')}")
 
 
 def _message(error: BaseException) -> str:
@@ -313,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train", *argv]  # `visionbench` alone, or with training flags, means train
     args = parser.parse_args(argv)
-    handlers = {"train": _run_train, "evaluate": _run_evaluate, "quality": _run_quality, "convert": _run_convert, "compare": _run_compare, "list": _run_list}
+    handlers = {"train": _run_train, "evaluate": _run_evaluate, "quality": _run_quality, "convert": _run_convert, "compare": _run_compare, "list": _run_list,
+                "predict": _run_predict}
     from visionbench.engine import NonFiniteLossError
 
     try:

@@ -140,9 +140,10 @@ def _points(value: float) -> str:
     return f"{100 * value:+.2f}"
 
 
-def _verdict(a: str, b: str, metric: str, entry: dict[str, Any], mcnemar: dict[str, Any], holm_used: bool) -> str:
+def _verdict(a: str, b: str, metric: str, entry: dict[str, Any], mcnemar: dict[str, Any] | None,
+             holm_used: bool) -> str:
     """One line: which run is better on ``metric``, by how much, and the test behind it."""
-    use_mcnemar = metric == "accuracy"  # McNemar tests correctness, i.e. accuracy, exactly
+    use_mcnemar = metric == "accuracy" and mcnemar is not None  # McNemar tests correctness, i.e. accuracy, exactly
     p = (mcnemar if use_mcnemar else entry)["p_value_holm" if holm_used else "p_value"]
     test = ("McNemar" if use_mcnemar else "bootstrap") + (" Holm-adjusted" if holm_used else "") + f" p={p:.3g}"
     diff, (low, high) = entry["diff"], entry["ci95"]
@@ -205,6 +206,12 @@ def compare_runs(
     if len(paths) < 2:
         raise ValueError(f"runs must be at least 2 run directories; got {len(paths)} ({[str(p) for p in paths]!r}). "
                          "Give two or more, e.g. `visionbench compare runs/a runs/b`.")
+    tasks = {str(p): _run_task(p) for p in paths}
+    if len(set(tasks.values())) > 1:
+        raise ValueError(f"runs must be of one task to compare; got {tasks}. Compare runs of the same task.")
+    task = tasks[str(paths[0])]
+    if task in ("detect", "segment"):
+        return _compare_task_runs(paths, task, resamples=resamples, seed=seed)
     if not metrics:
         raise ValueError("metrics must name at least one metric; got none. Use e.g. ('accuracy',).")
     runs = [read_predictions(p) for p in paths]
@@ -243,9 +250,92 @@ def compare_runs(
     }
 
 
+def _run_task(run_dir: Path) -> str:
+    """The ``task`` of a run's ``metrics.json`` (``classify`` when absent or unreadable: the
+    classification reader then names what is wrong)."""
+    try:
+        return str(json.loads((run_dir / rundir.METRICS).read_text()).get("task", "classify"))
+    except (OSError, ValueError, AttributeError):
+        return "classify"
+
+
+def _detection_evaluator(run_dir: Path) -> tuple[Any, bytes]:
+    """The run's test detections re-evaluated from its ``ground_truth.json`` and
+    ``predictions.json`` (its protocol), and the ground truth's bytes (to check runs share it)."""
+    from visionbench.engine.detect import GROUND_TRUTH_JSON, PREDICTIONS_JSON
+    from visionbench.metrics.detection import evaluate_coco
+
+    gt, pred = run_dir / GROUND_TRUTH_JSON, run_dir / PREDICTIONS_JSON
+    for path in (gt, pred):
+        if not path.is_file():
+            raise ValueError(f"detection run {str(run_dir)!r} has no {path.name}; re-evaluate it with "
+                             f"`visionbench evaluate {run_dir}` to write it.")
+    protocol = json.loads((run_dir / rundir.METRICS).read_text()).get("protocol", "pycocotools")
+    return evaluate_coco(gt, pred, protocol=protocol), gt.read_bytes()
+
+
+def _segmentation_confusions(run_dir: Path) -> tuple[list[str], torch.Tensor]:
+    """Sample ids and per-image confusion matrices ``[N, K, K]`` of a segmentation run."""
+    import numpy as np
+
+    from visionbench.engine.segment import PER_IMAGE_CONFUSION
+
+    path = run_dir / PER_IMAGE_CONFUSION
+    if not path.is_file():
+        raise ValueError(f"segmentation run {str(run_dir)!r} has no {PER_IMAGE_CONFUSION}; re-evaluate it with "
+                         f"`visionbench evaluate {run_dir}` to write it.")
+    with np.load(path, allow_pickle=False) as archive:
+        return [str(i) for i in archive["ids"]], torch.from_numpy(archive["confusion"])
+
+
+def _compare_task_runs(paths: list[Path], task: str, *, resamples: int, seed: int) -> dict[str, Any]:
+    """Every pair of detection or segmentation runs: a paired bootstrap over test images of each
+    metric (AP… from the runs' COCO files; mIoU… from their per-image confusion matrices)."""
+    from visionbench.metrics.detection import compare_detection
+    from visionbench.metrics.segmentation import compare_segmentation
+
+    names = [str(p) for p in paths]
+    if task == "detect":
+        loaded = [_detection_evaluator(p) for p in paths]
+        for path, (_, gt) in zip(paths[1:], loaded[1:], strict=True):
+            if gt != loaded[0][1]:
+                raise ValueError(f"runs must be evaluated on the same test images to compare; the ground_truth.json of "
+                                 f"{str(path)!r} differs from that of {names[0]!r}. Train or evaluate both on one "
+                                 "dataset with the same --split-seed.")
+        units, compare, num_samples = [e for e, _ in loaded], compare_detection, int(loaded[0][0].image_ids.size)
+    else:
+        loaded_masks = [_segmentation_confusions(p) for p in paths]
+        order = loaded_masks[0][0]
+        for path, (ids, _) in zip(paths[1:], loaded_masks[1:], strict=True):
+            if sorted(ids) != sorted(order):
+                raise ValueError(f"runs must hold the same test images to compare; {str(path)!r} and {names[0]!r} "
+                                 f"differ ({len(set(ids) ^ set(order))} ids in one only). Evaluate both on one test set.")
+        units = []
+        for ids, confusion in loaded_masks:
+            position = {sample: k for k, sample in enumerate(ids)}
+            units.append(confusion[[position[sample] for sample in order]])
+        compare, num_samples = compare_segmentation, len(order)
+    pairs = []
+    for i in range(len(paths)):
+        for j in range(i + 1, len(paths)):
+            result = compare(units[i], units[j], resamples=resamples, seed=seed)
+            pairs.append({"a": names[i], "b": names[j], "metrics": {
+                name: {"a": m.value_a, "b": m.value_b, "diff": m.diff, "ci95": list(m.ci95), "p_value": m.p_value}
+                for name, m in result.items()}})
+    metrics = list(pairs[0]["metrics"])
+    _add_holm(pairs, metrics)
+    headline = "AP" if task == "detect" and "AP" in metrics else metrics[0]
+    for pair in pairs:
+        pair["verdict"] = _verdict(pair["a"], pair["b"], headline, pair["metrics"][headline], None, len(pairs) > 1)
+    return {"task": "compare", "compared_task": task, "runs": names, "num_samples": num_samples, "resamples": resamples,
+            "seed": seed, "alpha": ALPHA, "pairs": pairs, "summary": _summary(names, pairs, headline)}
+
+
 def _add_holm(pairs: list[dict[str, Any]], metrics: list[str]) -> None:
-    """Add ``p_value_holm`` to McNemar and to each metric: Holm across the pairs, per test."""
-    tests = [lambda pair: pair["mcnemar"]] + [lambda pair, name=name: pair["metrics"][name] for name in metrics]
+    """Add ``p_value_holm`` to McNemar (when there) and to each metric: Holm across the pairs, per test."""
+    tests = [lambda pair, name=name: pair["metrics"][name] for name in metrics]
+    if all("mcnemar" in pair for pair in pairs):
+        tests.insert(0, lambda pair: pair["mcnemar"])
     for entry_of in tests:
         entries = [entry_of(pair) for pair in pairs]
         finite = [k for k, e in enumerate(entries) if not math.isnan(e["p_value"])]
@@ -272,7 +362,7 @@ def format_comparison(result: dict[str, Any]) -> str:
     lines = [result["summary"]] if holm_used else []
     lines += [pair["verdict"] for pair in pairs]
     for pair in pairs:
-        m = pair["mcnemar"]
+        m = pair.get("mcnemar")
         lines += ["", f"A = {pair['a']}   B = {pair['b']}   ({result['num_samples']} samples, "
                       f"{result['resamples']} paired bootstrap resamples)"]
         header = f"  {'metric':<18} {'A':>7} {'B':>7} {'B-A (pt)':>9}  {'95% CI (pt)':<18} {'p':>7}"
@@ -283,6 +373,8 @@ def format_comparison(result: dict[str, Any]) -> str:
             row = (f"  {name:<18} {_fmt(e['a'], '.4f'):>7} {_fmt(e['b'], '.4f'):>7} {_fmt(e['diff'], '+.2f', 100):>9}"
                    f"  {ci:<18} {_fmt(e['p_value'], '.3g'):>7}")
             lines.append(row + (f" {_fmt(e['p_value_holm'], '.3g'):>7}" if holm_used else ""))
-        lines.append(f"  McNemar exact: {m['b']} samples only A got right, {m['c']} only B got right, "
-                     f"p={_fmt(m['p_value'], '.3g')}" + (f" (Holm {_fmt(m['p_value_holm'], '.3g')})" if holm_used else ""))
+        if m is not None:
+            lines.append(f"  McNemar exact: {m['b']} samples only A got right, {m['c']} only B got right, "
+                         f"p={_fmt(m['p_value'], '.3g')}" + (f" (Holm {_fmt(m['p_value_holm'], '.3g')})" if holm_used
+                                                              else ""))
     return "\n".join(lines)

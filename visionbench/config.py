@@ -1,6 +1,7 @@
 """Typed run configuration: defaults → ``--config file.yaml`` → command-line flags, resolved once.
 
-One frozen dataclass per task (``ClassifyConfig`` for now). Each field carries its help text and,
+One frozen dataclass per task (``ClassifyConfig``, ``DetectConfig``, ``SegmentConfig``, sharing the
+fields of ``TrainConfig``). Each field carries its help text and,
 where it has a fixed set of values, its choices, so the CLI, the YAML loader and the validation
 all read the same source. The resolved config is saved as ``config.yaml`` in the run directory.
 """
@@ -16,9 +17,7 @@ from typing import Any
 
 import yaml
 
-TASKS = ("classify",)
-# Tasks that DESIGN.md plans; named so the error can say they are coming rather than unknown.
-PLANNED_TASKS = ("detect", "segment")
+TASKS = ("classify", "detect", "segment")
 
 
 def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:
@@ -26,11 +25,16 @@ def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any
 
 
 @dataclass(frozen=True)
-class ClassifyConfig:
-    """Everything that determines the result of a classification run."""
+class TrainConfig:
+    """The options every task shares: data, model, optimisation, schedule, checkpoints, seeds.
+
+    Each task's config adds its own options and its own defaults (a field redeclared in a task's
+    config keeps its place and changes its default).
+    """
 
     task: str = _opt("classify", "what to train", TASKS)
-    data: str = _opt("digits", "dataset: digits | folder:PATH | mnist:PATH | cifar10:PATH")
+    data: str = _opt("digits", "dataset: digits | folder:PATH | mnist:PATH | cifar10:PATH (detect: shapes | coco:JSON[:IMAGES] "
+                     "| voc:PATH | yolo:DATA.yaml; segment: shapes | masks:PATH | voc:PATH | coco:JSON[:IMAGES])")
     model: str = _opt("cnn-small", "model name (see `visionbench list models`)")
     weights: str | None = _opt(None, "initial weights: a local .safetensors or .pt state dict")
     epochs: int = _opt(10, "passes over the training split")
@@ -40,9 +44,6 @@ class ClassifyConfig:
     momentum: float = _opt(0.9, "SGD momentum")
     nesterov: bool = _opt(False, "SGD Nesterov momentum")
     weight_decay: float = _opt(5e-4, "L2 / decoupled weight decay")
-    loss: str = _opt("cross_entropy", "loss (see `visionbench list losses`)")
-    label_smoothing: float = _opt(0.1, "cross-entropy label smoothing in [0, 1)")
-    class_weights: str = _opt("none", "loss class weights: none, or balanced (inverse class frequency)", ("none", "balanced"))
     schedule: str = _opt("cosine", "LR schedule", ("constant", "cosine", "step", "onecycle"))
     warmup_epochs: float = _opt(1.0, "linear LR warmup length, in epochs")
     lr_step_epochs: int = _opt(3, "for schedule=step: epochs between LR drops")
@@ -54,7 +55,6 @@ class ClassifyConfig:
     ema_decay: float = _opt(0.999, "EMA decay per step")
     early_stopping: int = _opt(0, "stop after this many epochs without improvement of --monitor (0: off)")
     monitor: str = _opt("val_accuracy", "validation metric choosing the best checkpoint", ("val_accuracy", "val_loss"))
-    balance: bool = _opt(False, "class-balanced sampling (each class drawn equally often)")
     augment: str = _opt("auto", "augmentation preset (auto picks per dataset)", ("auto", "none", "light", "standard"))
     image_size: int | None = _opt(None, "side of the square model input (default: native size, or the model's minimum)")
     val_fraction: float = _opt(0.1, "share of samples for validation when the dataset has no val split")
@@ -66,12 +66,90 @@ class ClassifyConfig:
     deterministic: bool = _opt(True, "deterministic kernels (cuDNN)")
 
 
-CONFIG_CLASSES = {"classify": ClassifyConfig}
+@dataclass(frozen=True)
+class ClassifyConfig(TrainConfig):
+    """Everything that determines the result of a classification run."""
+
+    loss: str = _opt("cross_entropy", "loss (see `visionbench list losses`)")
+    label_smoothing: float = _opt(0.1, "cross-entropy label smoothing in [0, 1)")
+    class_weights: str = _opt("none", "loss class weights: none, or balanced (inverse class frequency)", ("none", "balanced"))
+    balance: bool = _opt(False, "class-balanced sampling (each class drawn equally often)")
+
+
+# Detection defaults: the recipe that trains tiny_fcos to AP50 >= 0.90 on shapes in minutes on 2 CPU
+# cores (benchmarks/train_shapes_detector.py): AdamW 3e-3, weight decay 0.05, batch 32, 22 epochs,
+# ~100 warmup steps, gradient norm clipped at 10, horizontal and vertical flips.
+@dataclass(frozen=True)
+class DetectConfig(TrainConfig):
+    """Everything that determines the result of a detection run."""
+
+    task: str = _opt("detect", "what to train", TASKS)
+    data: str = _opt("shapes", "dataset: shapes | coco:ANNOTATIONS.json[:IMAGES] | voc:PATH | yolo:DATA.yaml")
+    model: str = _opt("tiny_fcos", "detector name (see `visionbench list models`)")
+    epochs: int = _opt(22, "passes over the training split")
+    batch_size: int = _opt(32, "images per step, per process")
+    weight_decay: float = _opt(0.05, "L2 / decoupled weight decay (none on norms and biases)")
+    warmup_epochs: float = _opt(1.6, "linear LR warmup length, in epochs")
+    clip_grad_norm: float | None = _opt(10.0, "clip the global gradient norm to this value")
+    monitor: str = _opt("val_AP50", "validation metric choosing the best checkpoint", ("val_AP50", "val_AP"))
+    augment: str = _opt("auto", "augmentation preset: flip (h+v), standard (flip, scale jitter, crop, colour)",
+                        ("auto", "none", "flip", "standard"))
+    image_size: int | None = _opt(None, "side the images are resized to (default: as stored)")
+    eval_batch_size: int = _opt(64, "images per evaluation step")
+    val_every: int = _opt(1, "validate every N epochs (and after the last); best checkpoints come from validated epochs")
+    score_threshold: float = _opt(0.5, "score at which precision/recall/F1 and the confusion matrix are reported")
+    protocol: str = _opt("pycocotools", "evaluation protocol of the test metrics",
+                         ("pycocotools", "coco-fixed", "voc07", "voc12"))
+
+
+# Segmentation defaults: the recipe that trains unet_small to mIoU >= 0.85 on shapes in minutes on
+# 2 CPU cores (benchmarks/train_shapes_segmenter.py): AdamW 5e-3, weight decay 1e-4, batch 16,
+# 17 epochs, CE + Dice, horizontal flips.
+@dataclass(frozen=True)
+class SegmentConfig(TrainConfig):
+    """Everything that determines the result of a semantic segmentation run."""
+
+    task: str = _opt("segment", "what to train", TASKS)
+    data: str = _opt("shapes", "dataset: shapes | masks:PATH | voc:PATH | coco:ANNOTATIONS.json[:IMAGES]")
+    model: str = _opt("unet_small", "segmenter name (see `visionbench list models`)")
+    epochs: int = _opt(17, "passes over the training split")
+    batch_size: int = _opt(16, "images per step, per process")
+    lr: float = _opt(5e-3, "peak learning rate (reached after warmup)")
+    weight_decay: float = _opt(1e-4, "L2 / decoupled weight decay (none on norms and biases)")
+    warmup_epochs: float = _opt(0.5, "linear LR warmup length, in epochs")
+    monitor: str = _opt("val_mIoU", "validation metric choosing the best checkpoint", ("val_mIoU", "val_loss"))
+    augment: str = _opt("auto", "augmentation preset: flip (horizontal), standard (flip, scale, crop, colour)",
+                        ("auto", "none", "flip", "standard"))
+    image_size: int | None = _opt(None, "side the images and masks are resized to (default: as stored)")
+    eval_batch_size: int = _opt(32, "images per evaluation step")
+    loss: str = _opt("ce_dice", "pixel loss (see `visionbench list losses`)")
+    class_weights: str = _opt("none", "cross-entropy class weights: none, or balanced (inverse pixel frequency)",
+                              ("none", "balanced"))
+    ignore_index: int = _opt(255, "mask value left out of the loss and the metrics")
+    val_every: int = _opt(1, "validate every N epochs (and after the last); best checkpoints come from validated epochs")
+
+
+CONFIG_CLASSES: dict[str, type[TrainConfig]] = {
+    "classify": ClassifyConfig, "detect": DetectConfig, "segment": SegmentConfig,
+}
+AnyConfig = ClassifyConfig | DetectConfig | SegmentConfig
 
 
 def config_fields(cls: type = ClassifyConfig) -> list[dataclasses.Field]:
     """The dataclass fields, in declaration order."""
     return list(dataclasses.fields(cls))
+
+
+def all_option_fields() -> list[dataclasses.Field]:
+    """Every task's fields, once each (the first task's declaration), for the command line."""
+    seen: dict[str, dataclasses.Field] = {}
+    for cls in CONFIG_CLASSES.values():
+        for f in config_fields(cls):
+            seen.setdefault(f.name, f)
+    return list(seen.values())
+
+
+ALL_OPTIONS = frozenset(f.name for f in all_option_fields())
 
 
 def _coerce(name: str, value: Any, annotation: str, source: str) -> Any:
@@ -104,7 +182,7 @@ def _coerce(name: str, value: Any, annotation: str, source: str) -> Any:
     raise ValueError(f"{name} must be {base}; got {value!r} in {source}.")
 
 
-def validate(config: ClassifyConfig, source: str = "the configuration") -> ClassifyConfig:
+def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
     """Check every value's type, choices and range; return ``config`` unchanged if valid."""
     for f in config_fields(type(config)):
         value = _coerce(f.name, getattr(config, f.name), str(f.type), source)
@@ -118,7 +196,10 @@ def validate(config: ClassifyConfig, source: str = "the configuration") -> Class
         if getattr(config, name) <= 0:
             raise ValueError(f"{name} must be > 0; got {getattr(config, name)!r} in {source}.")
     checks = [
-        ("label_smoothing", 0 <= config.label_smoothing < 1, "in [0, 1)"),
+        ("label_smoothing", 0 <= getattr(config, "label_smoothing", 0) < 1, "in [0, 1)"),
+        ("val_every", getattr(config, "val_every", 1) >= 1, ">= 1"),
+        ("score_threshold", 0 <= getattr(config, "score_threshold", 0) <= 1, "in [0, 1]"),
+        ("ignore_index", getattr(config, "ignore_index", 255) >= 0, ">= 0"),
         ("val_fraction", 0 <= config.val_fraction < 1, "in [0, 1)"),
         ("test_fraction", 0 <= config.test_fraction < 1, "in [0, 1)"),
         ("val_fraction + test_fraction", config.val_fraction + config.test_fraction < 1, "< 1"),
@@ -138,25 +219,47 @@ def validate(config: ClassifyConfig, source: str = "the configuration") -> Class
         if not ok:
             value = eval_name(config, name)
             raise ValueError(f"{name} must be {constraint}; got {value!r} in {source}.")
-    from visionbench.data import parse_data_spec
-    from visionbench.losses import LOSSES
-    from visionbench.models import MODELS
-
-    parse_data_spec(config.data)
-    MODELS.check(config.model)
-    LOSSES.check(config.loss)
+    _check_names(config)
     return config
 
 
-def eval_name(config: ClassifyConfig, name: str) -> Any:
+def _check_names(config: TrainConfig) -> None:
+    """The dataset spec, model and loss exist and serve ``config.task``."""
+    from visionbench.data import parse_data_spec
+    from visionbench.losses import LOSSES, SEGMENTATION_LOSSES
+    from visionbench.models import MODELS
+
+    parse_data_spec(config.data, task=config.task)
+    MODELS.check(config.model)
+    model_task = MODELS.info(config.model).get("task", "classify")
+    if model_task != config.task:
+        default = CONFIG_CLASSES[config.task]().model
+        examples = ", ".join([f"{default} (the default)"] + [n for n in MODELS.names_for(config.task) if n != default][:3])
+        raise ValueError(f"model {config.model!r} is a {_TASK_NOUNS[model_task]} and cannot be trained with --task "
+                         f"{config.task}. Choose a {_TASK_NOUNS[config.task]}, e.g. {examples} "
+                         "(`visionbench list models`).")
+    if config.task == "classify":
+        LOSSES.check(config.loss)
+    elif config.task == "segment":
+        SEGMENTATION_LOSSES.check(config.loss)
+
+
+_TASK_NOUNS = {"classify": "classifier", "detect": "detector", "segment": "segmenter"}
+
+
+def eval_name(config: AnyConfig, name: str) -> Any:
     """Value of a field, or of a ``"a + b"`` sum of fields (for error messages)."""
     return sum(getattr(config, part.strip().split(" ")[0]) for part in name.split("+"))
 
 
-def merge(config: ClassifyConfig, overrides: dict[str, Any], source: str) -> ClassifyConfig:
+def merge(config: AnyConfig, overrides: dict[str, Any], source: str) -> AnyConfig:
     """``config`` with ``overrides`` applied; unknown keys are an error naming the valid ones."""
     valid = {f.name for f in config_fields(type(config))}
     for key in overrides:
+        if key not in valid and key in ALL_OPTIONS:
+            tasks = [t for t, c in CONFIG_CLASSES.items() if key in {f.name for f in config_fields(c)}]
+            raise ValueError(f"option {key!r} (in {source}) does not apply to task {config.task!r}; it is an option of "
+                             f"--task {' / '.join(tasks)}. Remove it.")
         if key not in valid:
             close = difflib.get_close_matches(str(key), sorted(valid), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -184,7 +287,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def resolve(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ClassifyConfig:
+def resolve(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AnyConfig:
     """Defaults, then the YAML file, then ``overrides`` (flags or keyword arguments); validated.
 
     Example:
@@ -195,8 +298,6 @@ def resolve(config_file: str | Path | None = None, overrides: dict[str, Any] | N
     task = (overrides or {}).get("task") or file_values.get("task") or "classify"
     if not isinstance(task, str):
         raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
-    if task in PLANNED_TASKS:
-        raise ValueError(f"task {task!r} is not available in this version yet; use --task classify.")
     if task not in CONFIG_CLASSES:
         raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
     config = CONFIG_CLASSES[task]()
@@ -208,6 +309,6 @@ def resolve(config_file: str | Path | None = None, overrides: dict[str, Any] | N
     return validate(config, "the command line" if overrides else "the defaults")
 
 
-def save_yaml(config: ClassifyConfig, path: Path) -> None:
+def save_yaml(config: AnyConfig, path: Path) -> None:
     """Write the resolved configuration as YAML, in field order."""
     path.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))

@@ -15,7 +15,8 @@ from tests.data.test_cifar import make_cifar
 from tests.data.test_mnist import make_mnist
 from visionbench.config import ClassifyConfig
 from visionbench.engine import rundir
-from visionbench.engine.train import balanced_class_weights, balanced_sample_weights, build_data
+from visionbench.engine.classify import balanced_class_weights, balanced_sample_weights
+from visionbench.engine.train import build_data
 
 
 def _train(tmp_path: Path, name: str, **overrides) -> visionbench.TrainResult:

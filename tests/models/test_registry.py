@@ -1,6 +1,6 @@
 """Tests for visionbench/models: every registered model, the registry's errors and sizes.
 
-Parametrised over ``list_models()`` so a newly registered model is tested without editing this
+Parametrised over ``list_models(task="classify")`` so a newly registered classifier is tested without editing this
 file: it builds for 7 classes from 1 or 3 input channels, maps the size ``model_input_size`` gives
 for 8×8 digits and a 32×32 batch to ``[B, 7]`` logits, and back-propagates into every parameter.
 """
@@ -42,13 +42,20 @@ def test_registry_lists_the_documented_models() -> None:
     names = list_models()
     assert names == sorted(names)
     for expected in ("mlp", "cnn-small", "resnet18", "resnet50", "vit_b_16", "mobilenet_v3_small", "efficientnet_b0"):
-        assert expected in names
+        assert expected in names and MODELS.info(expected)["task"] == "classify"
+    for expected in ("tiny_fcos", "fasterrcnn_mobilenet_v3_large_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn",
+                     "ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "fasterrcnn_resnet50_fpn"):
+        assert expected in list_models(task="detect")
+    for expected in ("unet_small", "fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large",
+                     "lraspp_mobilenet_v3_large"):
+        assert expected in list_models(task="segment")
+    assert sorted(list_models(task="classify") + list_models(task="detect") + list_models(task="segment")) == names
     for name in names:
         assert MODELS.info(name)["description"], f"{name} has no description"
 
 
 @pytest.mark.parametrize("in_channels", [1, 3])
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models(task="classify"))
 def test_every_model_builds_runs_and_backpropagates(name: str, in_channels: int) -> None:
     torch.manual_seed(0)
     sizes = {model_input_size(name, (8, 8)), (32, 32)}  # digits' native size, and CIFAR's

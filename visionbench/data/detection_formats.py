@@ -89,6 +89,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.ops import box_convert
 
 from visionbench.data.folder import read_image_rgb
+from visionbench.data.splits import DatasetView, TaskData, random_split_views
 from visionbench.metrics.detection import _read_json, load_coco_ground_truth
 
 Format = Literal["coco", "voc", "yolo"]
@@ -1010,3 +1011,38 @@ __all__ = [
     "VocDetection", "YoloDetection", "convert", "read_detection", "record_target", "write_coco_ground_truth",
     "write_coco_results", "write_voc", "write_yolo",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# Training splits
+# --------------------------------------------------------------------------------------------
+
+
+def load_detection_data(spec: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
+                        ) -> TaskData:
+    """A detection data spec as three splits for training.
+
+    COCO and VOC (``trainval``) files are one pool, split at random by ``seed`` and the fractions.
+    YOLO's ``train`` split is the training split; its ``val`` split is halved into val (first half)
+    and test (second half) unless ``data.yaml`` names a ``test`` split.
+
+    Args:
+        spec: ``"coco:ANNOTATIONS.json[:IMAGES]"``, ``"voc:ROOT"`` or ``"yolo:DATA.yaml"``.
+    """
+    kind = spec.partition(":")[0]
+    if kind == "yolo":
+        train = read_detection(spec, split="train")
+        val = read_detection(spec, split="val")
+        data_yaml = _read_yaml(Path(spec.partition(":")[2]))
+        if data_yaml.get("test"):
+            test = read_detection(spec, split="test")
+        else:
+            half = len(val) // 2
+            val, test = DatasetView(val, range(half)), DatasetView(val, range(half, len(val)))
+    else:
+        pool = read_detection(spec)
+        train, val, test = random_split_views(pool, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        pool_classes = pool.classes
+    classes = train.classes if kind == "yolo" else pool_classes
+    return TaskData(train=train, val=val, test=test, classes=list(classes), in_channels=3, image_size=None, name=spec,
+                    task="detect")

@@ -36,9 +36,18 @@ def evaluate_detection_files(gt: Path, pred: Path, *, protocol: str = "pycocotoo
         (precision/recall/F1 at ``score_threshold``), ``confusion_matrix`` with background,
         ``protocol``, ``task`` and ``num_samples`` (images).
     """
-    from visionbench.metrics.detection import detection_intervals, evaluate_coco
+    from visionbench.metrics.detection import evaluate_coco
 
     evaluator = evaluate_coco(gt, pred, protocol=protocol, score_threshold=score_threshold)  # type: ignore[arg-type]
+    return detection_metrics(evaluator, _category_names(gt), resamples=resamples, seed=seed)
+
+
+def detection_metrics(evaluator: Any, class_names: dict[int, str], *, resamples: int = 1000, seed: int = 0
+                      ) -> dict[str, Any]:
+    """``metrics.json`` content of a filled :class:`~visionbench.metrics.detection.DetectionEvaluator`
+    (see :func:`evaluate_detection_files`); ``class_names`` maps class ids to names."""
+    from visionbench.metrics.detection import detection_intervals
+
     result = evaluator.compute()
     intervals = detection_intervals(evaluator, resamples=resamples, seed=seed) if resamples > 0 else {}
     metrics: dict[str, Any] = {"task": "detect", "num_samples": result["num_images"], "protocol": result["protocol"]}
@@ -50,8 +59,7 @@ def evaluate_detection_files(gt: Path, pred: Path, *, protocol: str = "pycocotoo
     if "per_class_AP50" in result:
         per_class["AP50"] = _listed(result["per_class_AP50"])
     metrics["per_class"] = per_class
-    names = _category_names(gt)
-    metrics["classes"] = [names.get(int(c), str(c)) for c in result["class_ids"]]
+    metrics["classes"] = [class_names.get(int(c), str(c)) for c in result["class_ids"]]
     if "per_class_AP50" in result:  # COCO protocols: interpolated precision at IoU 0.5, all areas, 100 detections
         recall = [float(r) for r in result["pr_curves"]["recall"]]
         metrics["pr_curve"] = {
@@ -157,6 +165,16 @@ def evaluate_segmentation_files(gt: Path, pred: Path, *, num_classes: int | None
             accumulator.update(torch.from_numpy(predicted)[None], torch.from_numpy(target)[None])
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from None
+    metrics = segmentation_metrics(accumulator, resamples=resamples, seed=seed)
+    metrics["unpaired"] = unpaired
+    return metrics
+
+
+def segmentation_metrics(accumulator: Any, *, classes: list[str] | None = None, resamples: int = 1000, seed: int = 0
+                         ) -> dict[str, Any]:
+    """``metrics.json`` content of a filled :class:`~visionbench.metrics.segmentation.SegmentationAccumulator`
+    (see :func:`evaluate_segmentation_files`); ``classes`` names the mask values when known."""
+    num_classes, ignore_index = accumulator.num_classes, accumulator.ignore_index
     result = accumulator.compute()
     intervals = accumulator.intervals(resamples=resamples, seed=seed) if resamples > 0 else {}
     metrics: dict[str, Any] = {"task": "segment", "num_samples": result["num_images"], "num_classes": num_classes,
@@ -166,5 +184,6 @@ def evaluate_segmentation_files(gt: Path, pred: Path, *, num_classes: int | None
     metrics["mIoU_per_image"]["definition"] = "mean over images of each image's mIoU (not the dataset-level mIoU)"
     for key in ("per_class", "absent_classes", "confusion_matrix"):
         metrics[key] = _jsonable(result[key])
-    metrics["unpaired"] = unpaired
+    if classes is not None:
+        metrics["classes"] = list(classes)
     return metrics

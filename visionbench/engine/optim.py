@@ -88,3 +88,11 @@ class ModelEMA:
         self.decay, self.updates = state["decay"], state["updates"]
         for name, value in state["shadow"].items():
             self.shadow[name].copy_(value)
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Parameter groups with ``weight_decay`` on weight matrices and kernels only: norms' scales
+    and biases (1-D parameters) are not decayed, the usual recipe of detectors and segmenters."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

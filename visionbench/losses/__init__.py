@@ -31,7 +31,10 @@ from visionbench.losses.classification import (
 
 __all__ = [
     "LOSSES",
+    "SEGMENTATION_LOSSES",
     "ClassificationLoss",
+    "SegmentationLoss",
+    "create_segmentation_loss",
     "binary_cross_entropy",
     "create_loss",
     "cross_entropy",
@@ -198,3 +201,66 @@ def create_loss(
 def list_losses(pattern: str = "*") -> list[str]:
     """Sorted names of the registered losses matching the shell-style ``pattern``."""
     return LOSSES.names(pattern)
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation losses: a registry of their own (they take [N, K, H, W] logits and [N, H, W] masks)
+# --------------------------------------------------------------------------------------------
+
+SEGMENTATION_LOSSES = Registry("segmentation loss", plural="losses")
+
+
+class SegmentationLoss(nn.Module):
+    """A functional pixel loss as a module: ``forward(logits [N,K,H,W], mask [N,H,W])``.
+
+    Class weights live in a buffer (``.to(device)`` moves them); ``ignore_index`` pixels do not count.
+    """
+
+    def __init__(self, name: str, fn: Callable[..., torch.Tensor], weight_arg: str | None, *,
+                 class_weights: torch.Tensor | None, ignore_index: int | None) -> None:
+        super().__init__()
+        self.name, self.fn, self.weight_arg, self.ignore_index = name, fn, weight_arg, ignore_index
+        if class_weights is not None and weight_arg is None:
+            raise ValueError(f"loss {name!r} takes no class weights; use --class-weights none or another loss.")
+        self.register_buffer("class_weights", None if class_weights is None else class_weights.float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        options: dict[str, Any] = {"ignore_index": self.ignore_index}
+        if self.weight_arg is not None and self.class_weights is not None:
+            options[self.weight_arg] = self.class_weights
+        return self.fn(logits, target, **options)
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, ignore_index={self.ignore_index}"
+
+
+def _register_segmentation_losses() -> None:
+    from visionbench.losses.segmentation import ce_dice_loss, dice_loss, pixel_cross_entropy, pixel_focal_loss
+
+    table = [
+        ("cross_entropy", pixel_cross_entropy, "weight", "Pixel cross entropy, class weights, ignore_index."),
+        ("dice", dice_loss, None, "Soft multi-class Dice (segmentation_models_pytorch's convention)."),
+        ("focal", pixel_focal_loss, "alpha", "Pixel softmax focal loss, gamma=2; class weights as alpha."),
+        ("ce_dice", ce_dice_loss, "class_weights", "Cross entropy + soft Dice, weights 1 and 1 (nnU-Net, MONAI)."),
+    ]
+    for name, fn, weight_arg, description in table:
+        def build(*, class_weights: torch.Tensor | None = None, ignore_index: int | None = 255,
+                  _name: str = name, _fn: Callable[..., torch.Tensor] = fn, _arg: str | None = weight_arg
+                  ) -> nn.Module:
+            return SegmentationLoss(_name, _fn, _arg, class_weights=class_weights, ignore_index=ignore_index)
+
+        SEGMENTATION_LOSSES.register(name, description=description, task="segment")(build)
+
+
+_register_segmentation_losses()
+
+
+def create_segmentation_loss(name: str, *, class_weights: torch.Tensor | None = None, ignore_index: int | None = 255
+                             ) -> nn.Module:
+    """Build the segmentation loss ``name`` (see ``visionbench list losses``) as a module.
+
+    Example:
+        >>> loss_fn = create_segmentation_loss("ce_dice")
+        >>> loss = loss_fn(torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 8, 8)))  # doctest: +SKIP
+    """
+    return SEGMENTATION_LOSSES.get(name)(class_weights=class_weights, ignore_index=ignore_index)

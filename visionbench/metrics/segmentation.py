@@ -676,3 +676,40 @@ class SegmentationAccumulator:
                 values[name].append(value)
             values["mIoU_per_image"].append(_ratio(counts @ numer, counts @ denom))
         return {name: percentile_interval(torch.cat(parts), level) for name, parts in values.items()}
+
+
+def compare_segmentation(confusions_a: torch.Tensor, confusions_b: torch.Tensor, *, resamples: int = 1000,
+                         seed: int = 0) -> dict[str, Any]:
+    """Paired bootstrap comparison of two segmentation runs on the same images.
+
+    Both runs are resampled with the *same* image counts; each resample sums the drawn images'
+    confusion matrices into one dataset-level matrix per run, so the compared numbers are the
+    dataset-level metrics (not per-image means). The difference is ``b - a``.
+
+    Args:
+        confusions_a, confusions_b: per-image confusion matrices ``int [N, K, K]`` (rows: target),
+            image ``i`` the same image in both, e.g. from :func:`per_image_confusion`.
+
+    Returns:
+        ``{name: PairedMetric}`` for ``mIoU``, ``fwIoU``, ``pixel_accuracy``,
+        ``mean_class_accuracy`` and ``dice_mean``.
+    """
+    from visionbench.metrics.significance import PairedMetric, bootstrap_p_value
+
+    if confusions_a.shape != confusions_b.shape or confusions_a.ndim != 3:
+        raise ValueError(f"per-image confusion matrices must both be [N, K, K] for the same images; got "
+                         f"{tuple(confusions_a.shape)} and {tuple(confusions_b.shape)}. Evaluate both runs on one test set.")
+    a, b = confusions_a.double(), confusions_b.double()
+    value_a, value_b = segmentation_metric_tensors(a.sum(0)), segmentation_metric_tensors(b.sum(0))
+    diffs: dict[str, list[torch.Tensor]] = {name: [] for name in value_a}
+    for counts in bootstrap_count_blocks(a.shape[0], resamples=resamples, seed=seed):  # (R_block, N)
+        metrics_a = segmentation_metric_tensors(torch.einsum("rn,nkl->rkl", counts, a))
+        metrics_b = segmentation_metric_tensors(torch.einsum("rn,nkl->rkl", counts, b))
+        for name in diffs:
+            diffs[name].append(metrics_b[name] - metrics_a[name])
+    out = {}
+    for name, parts in diffs.items():
+        d = torch.cat(parts)
+        va, vb = float(value_a[name]), float(value_b[name])
+        out[name] = PairedMetric(va, vb, vb - va, percentile_interval(d), bootstrap_p_value(d))
+    return out

@@ -13,19 +13,23 @@ MODELS = Registry("model")
 
 
 def register_model(
-    name: str, *, description: str, min_size: int = 1, size_multiple: int = 1, default_size: int = 224
+    name: str, *, description: str, min_size: int = 1, size_multiple: int = 1, default_size: int = 224,
+    task: str = "classify",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a classifier builder ``(num_classes, in_channels, image_size) -> nn.Module``.
+    """Register a model builder ``(num_classes, in_channels, image_size) -> nn.Module``.
 
     Args:
         name: the name users type (``--model NAME``).
+        task: what the model does: ``"classify"`` (logits ``[N, K]``), ``"detect"`` (the
+            torchvision detector contract, 0-based labels) or ``"segment"`` (logits ``[N, K, H, W]``).
         description: one line shown by ``visionbench list models``.
         min_size: smallest input side the network handles well; smaller images are upscaled.
         size_multiple: the input side must be a multiple of this (ViT's patch size).
         default_size: input side for datasets of mixed image sizes (folders).
     """
     return MODELS.register(
-        name, description=description, min_size=min_size, size_multiple=size_multiple, default_size=default_size
+        name, description=description, min_size=min_size, size_multiple=size_multiple, default_size=default_size,
+        task=task,
     )
 
 
@@ -38,9 +42,10 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, image_siz
     return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching the shell-style ``pattern`` (e.g. ``"resnet*"``)."""
-    return MODELS.names(pattern)
+def list_models(pattern: str = "*", *, task: str | None = None) -> list[str]:
+    """Registered model names matching the shell-style ``pattern`` (e.g. ``"resnet*"``), of one
+    ``task`` (``"classify"``, ``"detect"``, ``"segment"``) or of all."""
+    return [n for n in MODELS.names(pattern) if task is None or MODELS.info(n)["task"] == task]
 
 
 def model_input_size(name: str, native: tuple[int, int] | None, requested: int | None = None) -> tuple[int, int]:

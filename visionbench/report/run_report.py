@@ -330,6 +330,11 @@ def _example_grid(files: RunFiles) -> str:
     count = min(len(examples["images"]), MAX_EXAMPLES)
     if count == 0:
         return html.note(f"{EXAMPLES} holds no images (no test sample was misclassified).")
+    if "captions" in examples:  # detection and segmentation: drawn images with their own captions
+        captions = [str(examples["captions"][i]) + ("\n" + _short(str(examples["ids"][i]), 22) if "ids" in examples
+                                                     else "") for i in range(count)]
+        lead = html.note(str(examples["description"]) if "description" in examples else "")
+        return lead + html.image(plots.example_grid(examples["images"][:count], captions, columns=4), "worst images")
     captions = [_caption(files, examples, i) for i in range(count)]
     lead = html.note(f"The {count} most confident mistakes of {len(examples['images'])} stored, "
                      "captioned true / predicted (confidence of the prediction).")

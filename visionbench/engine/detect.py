@@ -1,0 +1,279 @@
+"""Object detection in the training loop: image + boxes batches, the detector's own losses, COCO AP
+on the validation split while training, and the test split's 12 COCO numbers with intervals,
+COCO results JSON and images with true and predicted boxes drawn."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.ops import box_iou
+
+from visionbench.config import DetectConfig, SegmentConfig
+from visionbench.data import load_dataset
+from visionbench.data.task_transforms import (
+    DetectionBatch,
+    DetectionBatches,
+    InMemory,
+    detection_transform,
+    resolve_task_augment,
+)
+from visionbench.engine import checkpoint as ckpt
+from visionbench.engine import rundir
+from visionbench.engine.distributed import gather_objects
+from visionbench.engine.loaders import DataBundle, eval_loader
+from visionbench.engine.optim import decay_groups
+from visionbench.engine.runtime import Runtime, autocast_dtype
+from visionbench.engine.task import TaskHooks
+from visionbench.models import MODELS, create_model
+
+PREDICTIONS_JSON = "predictions.json"  # COCO results of the test split (category id = class index + 1)
+GROUND_TRUTH_JSON = "ground_truth.json"  # the test split's boxes as COCO instances, to evaluate with any tool
+WORST_EXAMPLES = 24
+
+
+def load_task_data(config: Any, task: str) -> Any:
+    """The dataset of a detection or segmentation config; generated data (``shapes``) is made
+    once and held in memory, so epochs cost no generation."""
+    data = load_dataset(config.data, task=task, seed=config.split_seed, val_fraction=config.val_fraction,
+                        test_fraction=config.test_fraction)
+    if config.data == "shapes":
+        import dataclasses
+
+        data = dataclasses.replace(data, train=InMemory(data.train), val=InMemory(data.val), test=InMemory(data.test))
+    return data
+
+
+def build_data(config: DetectConfig) -> DataBundle:
+    """The detection splits as batch datasets with the augmentation preset."""
+    data = load_task_data(config, "detect")
+    resize = (config.image_size, config.image_size) if config.image_size else None
+    augment = resolve_task_augment(config.augment)
+    train_transform = detection_transform(augment, train=True, image_size=resize, crop_size=data.image_size)
+    eval_transform = detection_transform(augment, train=False, image_size=resize)
+    return DataBundle(
+        data=data,
+        train=DetectionBatches(data.train, train_transform, seed=config.seed, train=True),
+        val=DetectionBatches(data.val, eval_transform, seed=config.seed, train=False),
+        test=DetectionBatches(data.test, eval_transform, seed=config.seed, train=False),
+        image_size=resize or data.image_size, augment=augment,
+    )
+
+
+def build_model(config: DetectConfig | SegmentConfig, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
+    """The registered detector (or segmenter) for the data's classes, with ``--weights`` loaded
+    when given; built for ``image_size``, else the model's default size (images of mixed sizes)."""
+    side = image_size[0] if image_size else MODELS.info(config.model)["default_size"]
+    model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=side)
+    if config.weights:
+        ckpt.load_weights_into(model, ckpt.read_weights(config.weights), config.weights)
+    return model
+
+
+def build_loss(config: DetectConfig, bundle: DataBundle) -> None:
+    """``None``: detectors compute their own losses from the targets."""
+    return None
+
+
+def parameter_groups(config: DetectConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """Weight decay on kernels only (not on norms and biases)."""
+    return decay_groups(model, config.weight_decay)
+
+
+def sample_weights(config: DetectConfig, bundle: DataBundle) -> None:
+    """Detection draws every image equally often."""
+    return None
+
+
+def _to_device(batch: DetectionBatch, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    images = [image.to(device, non_blocking=True) for image in batch.images]
+    targets = [{k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in t.items()}
+               for t in batch.targets]
+    return images, targets
+
+
+def batch_loss(trainer: Any, batch: DetectionBatch, device: torch.device) -> tuple[torch.Tensor, int]:
+    """The sum of the detector's losses on a batch, and its image count."""
+    images, targets = _to_device(batch, device)
+    with torch.autocast(device.type, dtype=trainer.autocast_dtype, enabled=trainer.autocast_dtype is not None):
+        losses = trainer.model(images, targets)
+    return sum(value.float() for value in losses.values()), len(images)
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: torch.dtype | None
+                    ) -> list[tuple[int, dict[str, torch.Tensor], dict[str, Any]]]:
+    """``(index, prediction, target)`` of every image of this rank's shard, on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = []
+    device = runtime.device
+    for batch in loader:
+        images, _ = _to_device(batch, device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            predictions = model(images)
+        for index, prediction, target in zip(batch.indices, predictions, batch.targets, strict=True):
+            plain = {k: v.detach().float().cpu() if k != "labels" else v.detach().cpu() for k, v in prediction.items()}
+            out.append((index, plain, target))
+    model.train(was_training)
+    return out
+
+
+def _evaluator(num_classes: int, *, protocol: str = "pycocotools", score_threshold: float = 0.5) -> Any:
+    from visionbench.metrics.detection import DetectionEvaluator
+
+    return DetectionEvaluator(protocol=protocol, class_ids=list(range(num_classes)),  # type: ignore[arg-type]
+                              score_threshold=score_threshold)
+
+
+def validate(model: nn.Module, loader: Any, trainer: Any, runtime: Runtime, bundle: DataBundle) -> dict[str, float]:
+    """``val_AP50`` and ``val_AP`` (pycocotools protocol) of ``model`` on the validation split."""
+    outputs = predict_batches(model, loader, runtime, trainer.autocast_dtype)
+    evaluator = _evaluator(bundle.data.num_classes)
+    if outputs:
+        evaluator.update([p for _, p, _ in outputs], [t for _, _, t in outputs])
+    evaluator.sync()
+    if evaluator.image_ids.size == 0:
+        return {"val_AP50": math.nan, "val_AP": math.nan}
+    stats = evaluator.stats()
+    return {name: (math.nan if stats[key] == -1 else float(stats[key])) for name, key in
+            (("val_AP50", "AP50"), ("val_AP", "AP"))}
+
+
+def evaluate_and_write(
+    model: nn.Module, config: DetectConfig, bundle: DataBundle, run_dir: Path, runtime: Runtime, log: rundir.RunLog
+) -> dict[str, Any]:
+    """The test split's COCO metrics (``config.protocol``), COCO results and ground-truth JSON,
+    and the worst images drawn, written to ``run_dir`` by rank 0."""
+    from visionbench.engine.file_evaluation import detection_metrics
+    from visionbench.engine.train import finish_test
+
+    classes = list(bundle.data.classes)
+    local = predict_batches(model, eval_loader(bundle.test, config, runtime), runtime,
+                            autocast_dtype(config.amp, runtime.device))
+    outputs = sorted((item for part in gather_objects(local, runtime.dist) for item in part), key=lambda o: o[0])
+    evaluator = _evaluator(len(classes), protocol=config.protocol, score_threshold=config.score_threshold)
+    if outputs:
+        evaluator.update([p for _, p, _ in outputs], [t for _, _, t in outputs])
+    report = detection_metrics(evaluator, dict(enumerate(classes)), seed=config.seed)
+    report["split"] = "test"
+    report["score_threshold"] = config.score_threshold
+
+    def write(run_dir: Path) -> None:
+        write_detection_outputs(run_dir, outputs, bundle, classes)
+        write_worst_detections(run_dir / rundir.EXAMPLES, outputs, bundle, classes, config.score_threshold)
+
+    return finish_test(report, write, run_dir, runtime, log)
+
+
+def write_detection_outputs(run_dir: Path, outputs: list[tuple[int, dict[str, torch.Tensor], dict[str, Any]]],
+                            bundle: DataBundle, classes: list[str]) -> None:
+    """``predictions.json`` (COCO results) and ``ground_truth.json`` (COCO instances) of the test
+    split: image id = position in the split, category id = class index + 1, so that
+    ``visionbench evaluate --task detect --gt ground_truth.json --pred predictions.json`` (or
+    pycocotools) reproduces the run's numbers."""
+    from visionbench.data.detection_formats import write_coco_results
+
+    category_ids = list(range(1, len(classes) + 1))
+    write_coco_results([dict(p, image_id=i) for i, p, _ in outputs], run_dir / PREDICTIONS_JSON, category_ids=category_ids)
+    ids = bundle.data.test.ids
+    images, annotations = [], []
+    for index, _, target in outputs:
+        height, width = _image_size(bundle.test.base, index)
+        images.append({"id": index, "file_name": str(ids[index]), "height": height, "width": width})
+        boxes = target["boxes"].double()
+        areas = target.get("area", (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+        crowd = target.get("iscrowd", torch.zeros(len(boxes), dtype=torch.bool))
+        for box, label, area, is_crowd in zip(boxes.tolist(), target["labels"].tolist(), areas.tolist(),
+                                              crowd.tolist(), strict=True):
+            x1, y1, x2, y2 = box
+            annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": int(label) + 1,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(area), "iscrowd": int(is_crowd)})
+    categories = [{"id": k + 1, "name": name} for k, name in enumerate(classes)]
+    text = json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    (run_dir / GROUND_TRUTH_JSON).write_text(text, encoding="utf-8")
+
+
+def _image_size(dataset: Any, index: int) -> tuple[int, int]:
+    images = getattr(dataset, "images", None)
+    if isinstance(images, torch.Tensor):
+        return int(images.shape[-2]), int(images.shape[-1])
+    image, _ = dataset[index]
+    return int(image.shape[-2]), int(image.shape[-1])
+
+
+def image_errors(prediction: dict[str, torch.Tensor], target: dict[str, Any], score_threshold: float,
+                 iou_threshold: float = 0.5) -> tuple[int, int, int]:
+    """``(true positives, false positives, false negatives)`` of one image: detections scoring
+    at least ``score_threshold``, greedily matched in score order to unmatched true boxes of
+    their class at IoU ``>= iou_threshold`` (crowd boxes neither matched nor missed)."""
+    keep = prediction["scores"] >= score_threshold
+    boxes, labels = prediction["boxes"][keep], prediction["labels"][keep]
+    order = torch.argsort(prediction["scores"][keep], descending=True, stable=True)
+    crowd = target.get("iscrowd", torch.zeros(len(target["labels"]), dtype=torch.bool)).bool()
+    gt_boxes, gt_labels = target["boxes"][~crowd].float(), target["labels"][~crowd]
+    matched = torch.zeros(len(gt_boxes), dtype=torch.bool)
+    ious = box_iou(boxes.float(), gt_boxes) if len(boxes) and len(gt_boxes) else torch.zeros(len(boxes), len(gt_boxes))
+    tp = 0
+    for d in order.tolist():
+        candidates = (~matched) & (gt_labels == labels[d]) & (ious[d] >= iou_threshold)
+        if candidates.any():
+            best = torch.where(candidates, ious[d], torch.tensor(-1.0)).argmax()
+            matched[best] = True
+            tp += 1
+    return tp, len(boxes) - tp, len(gt_boxes) - tp
+
+
+def write_worst_detections(path: Path, outputs: list[tuple[int, dict[str, torch.Tensor], dict[str, Any]]],
+                           bundle: DataBundle, classes: list[str], score_threshold: float,
+                           *, count: int = WORST_EXAMPLES) -> None:
+    """The test images with the most errors (false positives + false negatives at IoU 0.5 and
+    ``score_threshold``), true boxes drawn in green and predictions in red with class and score,
+    saved to ``examples.npz`` (``images`` uint8 ``[M, 3, H, W]``, ``ids``, ``captions``, ``description``)."""
+    from torchvision.utils import draw_bounding_boxes
+
+    errors = [(image_errors(p, t, score_threshold), i, p, t) for i, p, t in outputs]
+    errors.sort(key=lambda e: (-(e[0][1] + e[0][2]), e[1]))  # most errors first, then split order
+    drawn, captions, ids = [], [], []
+    for (tp, fp, fn), index, prediction, target in errors[:count]:
+        image, _ = bundle.test.base[index]
+        image = image.as_subclass(torch.Tensor)
+        keep = prediction["scores"] >= score_threshold
+        if len(target["boxes"]):
+            true_labels = [classes[int(c)] for c in target["labels"]]
+            image = draw_bounding_boxes(image, target["boxes"].float(), true_labels, colors="lime", width=1)
+        if keep.any():
+            pred_labels = [f"{classes[int(c)]} {float(s):.2f}" for c, s in
+                           zip(prediction["labels"][keep], prediction["scores"][keep], strict=True)]
+            image = draw_bounding_boxes(image, prediction["boxes"][keep].float(), pred_labels, colors="red", width=1)
+        drawn.append(_fit(image))
+        captions.append(f"TP {tp}  FP {fp}  FN {fn}")
+        ids.append(str(bundle.data.test.ids[index]))
+    np.savez(path, images=np.stack(drawn) if drawn else np.zeros((0, 3, 1, 1), dtype=np.uint8),
+             ids=np.array(ids, dtype=str), captions=np.array(captions, dtype=str),
+             description=np.array(f"The test images with the most errors at IoU 0.5 and score >= {score_threshold}: "
+                                  "true boxes green, predictions red (class, score)."))
+
+
+EXAMPLE_SIDE = 192
+
+
+def _fit(image: torch.Tensor) -> np.ndarray:
+    """``image`` resized to ``EXAMPLE_SIDE`` square (the grid stacks equal sizes), as numpy."""
+    from torchvision.transforms.v2 import functional as tvf
+
+    if tuple(image.shape[-2:]) != (EXAMPLE_SIDE, EXAMPLE_SIDE):
+        image = tvf.resize(image, [EXAMPLE_SIDE, EXAMPLE_SIDE], antialias=True)
+    return image.numpy()
+
+
+HOOKS = TaskHooks(
+    build_data=build_data, build_model=build_model, build_loss=build_loss, parameter_groups=parameter_groups,
+    sample_weights=sample_weights, batch_loss=batch_loss, validate=validate, evaluate_and_write=evaluate_and_write,
+    headline=("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"),
+)

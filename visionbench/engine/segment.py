@@ -1,0 +1,260 @@
+"""Semantic segmentation in the training loop: image + mask batches, pixel losses, dataset-level
+mIoU on the validation split while training, and the test split's metrics with intervals,
+colour-coded predicted mask PNGs and the worst images with true and predicted masks overlaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from visionbench.config import SegmentConfig
+from visionbench.data.task_transforms import (
+    SegmentationBatch,
+    SegmentationBatches,
+    resolve_task_augment,
+    segmentation_transform,
+)
+from visionbench.data.transforms import normalization_stats
+from visionbench.engine import rundir
+from visionbench.engine.detect import EXAMPLE_SIDE, build_model, load_task_data
+from visionbench.engine.distributed import gather_objects
+from visionbench.engine.loaders import DataBundle, eval_loader
+from visionbench.engine.optim import decay_groups
+from visionbench.engine.runtime import Runtime, autocast_dtype
+from visionbench.engine.task import TaskHooks
+from visionbench.losses import create_segmentation_loss
+
+MASKS_DIR = "masks"  # predicted test masks, one palette PNG per image (palette index = class)
+PER_IMAGE_CONFUSION = "per_image_confusion.npz"  # ids and int64 [N, K, K] matrices: what `compare` resamples
+WORST_EXAMPLES = 16
+
+
+def build_data(config: SegmentConfig) -> DataBundle:
+    """The segmentation splits as batch datasets with the augmentation preset and normalisation."""
+    data = load_task_data(config, "segment")
+    resize = (config.image_size, config.image_size) if config.image_size else None
+    augment = resolve_task_augment(config.augment)
+    # Measured on in-memory training images (shapes), else ImageNet's statistics.
+    mean, std = normalization_stats(config.data.partition(":")[0], data.train, data.in_channels)
+    common = {"mean": mean, "std": std, "seed": config.seed}
+    train_transform = segmentation_transform(augment, train=True, image_size=resize, crop_size=data.image_size,
+                                             ignore_index=config.ignore_index)
+    eval_transform = segmentation_transform(augment, train=False, image_size=resize, ignore_index=config.ignore_index)
+    return DataBundle(
+        data=data,
+        train=SegmentationBatches(data.train, train_transform, **common),
+        val=SegmentationBatches(data.val, eval_transform, keep_masks=True, **common),
+        test=SegmentationBatches(data.test, eval_transform, keep_masks=True, **common),
+        image_size=resize or data.image_size, augment=augment,
+    )
+
+
+def balanced_pixel_weights(data: Any, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """``n_pixels / (K * count(class))`` over the training masks (scikit-learn's "balanced")."""
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for i in range(len(data.train)):
+        mask = data.train[i][1].as_subclass(torch.Tensor).flatten().long()
+        mask = mask[mask != ignore_index]
+        counts += torch.bincount(mask.clamp_max(num_classes - 1), minlength=num_classes).double()
+    return (counts.sum() / (num_classes * counts.clamp_min(1))).float()
+
+
+def build_loss(config: SegmentConfig, bundle: DataBundle) -> nn.Module:
+    """The pixel loss, with ``ignore_index`` and balanced class weights when asked for."""
+    k = bundle.data.num_classes
+    weights = balanced_pixel_weights(bundle.data, k, config.ignore_index) if config.class_weights == "balanced" else None
+    return create_segmentation_loss(config.loss, class_weights=weights, ignore_index=config.ignore_index)
+
+
+def parameter_groups(config: SegmentConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """Weight decay on kernels only (not on norms and biases)."""
+    return decay_groups(model, config.weight_decay)
+
+
+def sample_weights(config: SegmentConfig, bundle: DataBundle) -> None:
+    """Segmentation draws every image equally often."""
+    return None
+
+
+def batch_loss(trainer: Any, batch: SegmentationBatch, device: torch.device) -> tuple[torch.Tensor, int]:
+    """The pixel loss of a batch, and its image count."""
+    images = batch.images.to(device, non_blocking=True)
+    masks = batch.masks.to(device, non_blocking=True)  # training batches always share one size
+    with torch.autocast(device.type, dtype=trainer.autocast_dtype, enabled=trainer.autocast_dtype is not None):
+        logits = trainer.model(images)
+    return trainer.loss_fn(logits.float(), masks), len(images)
+
+
+@torch.no_grad()
+def predict_masks(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: torch.dtype | None
+                  ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(index, predicted mask uint8/int64 [H, W], true mask int64 [H, W])`` of every image of this
+    rank's shard; predictions are made at the model's input size and, when the stored mask differs,
+    the logits are resized (bilinear) to it before the argmax."""
+    was_training = model.training
+    model.eval()
+    out = []
+    device = runtime.device
+    for batch in loader:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(batch.images.to(device, non_blocking=True)).float()
+        for row, (index, mask) in enumerate(zip(batch.indices, batch.masks, strict=True)):
+            scores = logits[row:row + 1]
+            if tuple(scores.shape[-2:]) != tuple(mask.shape):
+                scores = F.interpolate(scores, size=tuple(mask.shape), mode="bilinear", align_corners=False)
+            out.append((index, scores.argmax(dim=1)[0].cpu(), mask.cpu()))
+    model.train(was_training)
+    return out
+
+
+def _accumulate(outputs: list[tuple[int, torch.Tensor, torch.Tensor]], num_classes: int, ignore_index: int) -> Any:
+    from visionbench.metrics.segmentation import SegmentationAccumulator
+
+    accumulator = SegmentationAccumulator(num_classes, ignore_index=ignore_index)
+    for _, predicted, target in outputs:
+        try:
+            accumulator.update(predicted[None], target[None])
+        except ValueError as error:
+            raise ValueError(f"test mask: {error}") from None
+    return accumulator
+
+
+def validate(model: nn.Module, loader: Any, trainer: Any, runtime: Runtime, bundle: DataBundle) -> dict[str, float]:
+    """``val_loss`` and the dataset-level ``val_mIoU`` of ``model`` on the validation split."""
+    import warnings
+
+    from visionbench.metrics.classification import UndefinedMetricWarning
+
+    outputs = predict_masks(model, loader, runtime, trainer.autocast_dtype)
+    accumulator = _accumulate(outputs, bundle.data.num_classes, trainer.loss_fn.ignore_index)
+    accumulator.sync()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # an empty val split: NaN, said in the record
+        result = accumulator.compute()
+    return {"val_mIoU": float(result["mIoU"]), "val_pixel_accuracy": float(result["pixel_accuracy"])}
+
+
+def evaluate_and_write(
+    model: nn.Module, config: SegmentConfig, bundle: DataBundle, run_dir: Path, runtime: Runtime, log: rundir.RunLog
+) -> dict[str, Any]:
+    """The test split's segmentation metrics, the predicted masks as PNGs and the worst images
+    overlaid, written to ``run_dir`` by rank 0."""
+    from visionbench.engine.file_evaluation import segmentation_metrics
+    from visionbench.engine.train import finish_test
+
+    classes = list(bundle.data.classes)
+    local = predict_masks(model, eval_loader(bundle.test, config, runtime), runtime,
+                          autocast_dtype(config.amp, runtime.device))
+    outputs = sorted((item for part in gather_objects(local, runtime.dist) for item in part), key=lambda o: o[0])
+    accumulator = _accumulate(outputs, len(classes), config.ignore_index)
+    report = segmentation_metrics(accumulator, classes=classes, seed=config.seed)
+    report["split"] = "test"
+
+    def write(run_dir: Path) -> None:
+        ids = bundle.data.test.ids
+        write_mask_pngs(run_dir / MASKS_DIR, [(str(ids[i]), predicted) for i, predicted, _ in outputs])
+        write_per_image_confusion(run_dir / PER_IMAGE_CONFUSION, outputs, [str(ids[i]) for i, _, _ in outputs],
+                                  len(classes), config.ignore_index)
+        write_worst_masks(run_dir / rundir.EXAMPLES, outputs, bundle, classes, config.ignore_index)
+
+    return finish_test(report, write, run_dir, runtime, log)
+
+
+def write_per_image_confusion(path: Path, outputs: list[tuple[int, torch.Tensor, torch.Tensor]], ids: list[str],
+                              num_classes: int, ignore_index: int) -> None:
+    """``ids`` and one ``int64 [K, K]`` confusion matrix per test image (rows: target), so that
+    ``visionbench compare`` can resample images without the masks."""
+    from visionbench.metrics.segmentation import per_image_confusion
+
+    matrices = [per_image_confusion(p, t, num_classes, ignore_index=ignore_index)[0] for _, p, t in outputs]
+    stacked = torch.stack(matrices).numpy() if matrices else np.zeros((0, num_classes, num_classes), dtype=np.int64)
+    np.savez_compressed(path, ids=np.array(ids, dtype=str), confusion=stacked)
+
+
+def palette(num_colours: int = 256) -> np.ndarray:
+    """The Pascal VOC colour map, ``uint8 [num_colours, 3]`` (class 0 black, then distinct colours;
+    the colours are bits of the class index spread over R, G and B, as in the VOC devkit)."""
+    colours = np.zeros((num_colours, 3), dtype=np.uint8)
+    for index in range(num_colours):
+        value, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):  # the lowest 3 bits go to the highest colour bit, and so on
+            r |= ((value >> 0) & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        colours[index] = (r, g, b)
+    return colours
+
+
+def write_mask_pngs(folder: Path, masks: list[tuple[str, torch.Tensor]]) -> None:
+    """One palette PNG per mask (pixel = class index, shown in the VOC colours), named by the
+    sample id with ``.png`` (folders in the id kept), readable by ``visionbench evaluate --task segment``."""
+    from PIL import Image
+
+    colours = palette().flatten().tolist()
+    for name, mask in masks:
+        path = (folder / name).with_suffix(".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        array = mask.numpy()
+        if array.size and int(array.max()) > 255:
+            raise ValueError(f"mask {name} has class {int(array.max())}: a palette PNG holds classes 0..255 only.")
+        image = Image.fromarray(array.astype(np.uint8), mode="P")
+        image.putpalette(colours)
+        image.save(path)
+
+
+def overlay(image: torch.Tensor, mask: torch.Tensor, ignore_index: int, alpha: float = 0.5) -> torch.Tensor:
+    """``image`` (uint8 ``[3, H, W]``) with ``mask``'s classes blended in their VOC colours
+    (background and ignored pixels left as they are)."""
+    colours = torch.from_numpy(palette())
+    shown = (mask != 0) & (mask != ignore_index)
+    tinted = colours[mask.clamp(0, 255).long()].permute(2, 0, 1).float()
+    blended = torch.where(shown, (1 - alpha) * image.float() + alpha * tinted, image.float())
+    return blended.round().to(torch.uint8)
+
+
+def write_worst_masks(path: Path, outputs: list[tuple[int, torch.Tensor, torch.Tensor]], bundle: DataBundle,
+                      classes: list[str], ignore_index: int, *, count: int = WORST_EXAMPLES) -> None:
+    """The test images of lowest per-image mIoU, each as image | true mask | predicted mask
+    overlaid, saved to ``examples.npz`` (``images``, ``ids``, ``captions``, ``description``)."""
+    from torchvision.transforms.v2 import functional as tvf
+
+    from visionbench.metrics.segmentation import mean_iou, segmentation_confusion
+
+    scored = []
+    for index, predicted, target in outputs:
+        miou = float(mean_iou(segmentation_confusion(predicted, target, len(classes), ignore_index=ignore_index)))
+        scored.append((miou if miou == miou else 1.0, index, predicted, target))
+    scored.sort(key=lambda s: (s[0], s[1]))
+    panels, captions, ids = [], [], []
+    for miou, index, predicted, target in scored[:count]:
+        image = bundle.test.base[index][0].as_subclass(torch.Tensor)
+        if tuple(image.shape[-2:]) != tuple(target.shape):
+            image = tvf.resize(image, list(target.shape), antialias=True)
+        row = torch.cat([image, overlay(image, target, ignore_index), overlay(image, predicted, ignore_index)], dim=2)
+        height = EXAMPLE_SIDE
+        width = round(row.shape[2] * height / row.shape[1])
+        panels.append(tvf.resize(row, [height, min(width, 3 * EXAMPLE_SIDE)], antialias=True).numpy())
+        captions.append(f"image mIoU {miou:.3f}")
+        ids.append(str(bundle.data.test.ids[index]))
+    same = [p for p in panels if p.shape == panels[0].shape] if panels else []
+    if len(same) != len(panels):  # different aspect ratios: pad to the widest
+        width = max(p.shape[2] for p in panels)
+        panels = [np.pad(p, ((0, 0), (0, 0), (0, width - p.shape[2]))) for p in panels]
+    legend = ", ".join(f"{name}" for name in classes[1:6])
+    np.savez(path, images=np.stack(panels) if panels else np.zeros((0, 3, 1, 1), dtype=np.uint8),
+             ids=np.array(ids, dtype=str), captions=np.array(captions, dtype=str),
+             description=np.array("The test images of lowest per-image mIoU: image | true mask | predicted mask, "
+                                  f"classes in the VOC colours ({legend}{', …' if len(classes) > 6 else ''})."))
+
+
+HOOKS = TaskHooks(
+    build_data=build_data, build_model=build_model, build_loss=build_loss, parameter_groups=parameter_groups,
+    sample_weights=sample_weights, batch_loss=batch_loss, validate=validate, evaluate_and_write=evaluate_and_write,
+    headline=("mIoU", "fwIoU", "pixel_accuracy", "mean_class_accuracy", "dice_mean", "mIoU_per_image"),
+)
