@@ -208,20 +208,27 @@ def write_mask_pngs(folder: Path, masks: list[tuple[str, torch.Tensor]]) -> None
         image.save(path)
 
 
-def overlay(image: torch.Tensor, mask: torch.Tensor, ignore_index: int, alpha: float = 0.5) -> torch.Tensor:
-    """``image`` (uint8 ``[3, H, W]``) with ``mask``'s classes blended in their VOC colours
-    (background and ignored pixels left as they are)."""
+def colour_mask(mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """``mask``'s classes in their VOC colours, uint8 ``[3, H, W]``; ignored pixels white."""
     colours = torch.from_numpy(palette())
+    shown = colours[mask.clamp(0, 255).long()].permute(2, 0, 1)
+    return torch.where(mask == ignore_index, torch.tensor(255, dtype=torch.uint8), shown)
+
+
+def overlay(image: torch.Tensor, mask: torch.Tensor, ignore_index: int, alpha: float = 0.6) -> torch.Tensor:
+    """``image`` (uint8 ``[3, H, W]``) in grey with ``mask``'s classes blended in their VOC
+    colours (background and ignored pixels left grey): grey makes the class colours readable
+    on any image."""
+    grey = (image.float() * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True).expand(3, -1, -1)
     shown = (mask != 0) & (mask != ignore_index)
-    tinted = colours[mask.clamp(0, 255).long()].permute(2, 0, 1).float()
-    blended = torch.where(shown, (1 - alpha) * image.float() + alpha * tinted, image.float())
+    blended = torch.where(shown, (1 - alpha) * grey + alpha * colour_mask(mask, ignore_index).float(), grey)
     return blended.round().to(torch.uint8)
 
 
 def write_worst_masks(path: Path, outputs: list[tuple[int, torch.Tensor, torch.Tensor]], bundle: DataBundle,
                       classes: list[str], ignore_index: int, *, count: int = WORST_EXAMPLES) -> None:
-    """The test images of lowest per-image mIoU, each as image | true mask | predicted mask
-    overlaid, saved to ``examples.npz`` (``images``, ``ids``, ``captions``, ``description``)."""
+    """The test images of lowest per-image mIoU, each as image | true mask | predicted mask (in
+    the VOC colours, ignored pixels white), saved to ``examples.npz`` (``images``, ``ids``, ``captions``, ``description``)."""
     from torchvision.transforms.v2 import functional as tvf
 
     from visionbench.metrics.segmentation import mean_iou, segmentation_confusion
@@ -236,7 +243,7 @@ def write_worst_masks(path: Path, outputs: list[tuple[int, torch.Tensor, torch.T
         image = bundle.test.base[index][0].as_subclass(torch.Tensor)
         if tuple(image.shape[-2:]) != tuple(target.shape):
             image = tvf.resize(image, list(target.shape), antialias=True)
-        row = torch.cat([image, overlay(image, target, ignore_index), overlay(image, predicted, ignore_index)], dim=2)
+        row = torch.cat([image, colour_mask(target, ignore_index), colour_mask(predicted, ignore_index)], dim=2)
         height = EXAMPLE_SIDE
         width = round(row.shape[2] * height / row.shape[1])
         panels.append(tvf.resize(row, [height, min(width, 3 * EXAMPLE_SIDE)], antialias=True).numpy())
@@ -246,11 +253,20 @@ def write_worst_masks(path: Path, outputs: list[tuple[int, torch.Tensor, torch.T
     if len(same) != len(panels):  # different aspect ratios: pad to the widest
         width = max(p.shape[2] for p in panels)
         panels = [np.pad(p, ((0, 0), (0, 0), (0, width - p.shape[2]))) for p in panels]
-    legend = ", ".join(f"{name}" for name in classes[1:6])
+    legend = ", ".join(f"{name} {colour}" for name, colour in zip(classes, _colour_names(len(classes)), strict=False))
     np.savez(path, images=np.stack(panels) if panels else np.zeros((0, 3, 1, 1), dtype=np.uint8),
              ids=np.array(ids, dtype=str), captions=np.array(captions, dtype=str),
              description=np.array("The test images of lowest per-image mIoU: image | true mask | predicted mask, "
-                                  f"classes in the VOC colours ({legend}{', …' if len(classes) > 6 else ''})."))
+                                  f"classes in the VOC colours ({legend}{', …' if len(classes) > 6 else ''}; "
+                                  "ignored pixels white)."))
+
+
+# Plain names of the first VOC colours, for the legend of the examples.
+_VOC_COLOUR_NAMES = ("black", "dark red", "green", "olive", "navy", "purple", "teal")
+
+
+def _colour_names(count: int) -> list[str]:
+    return list(_VOC_COLOUR_NAMES[:min(count, 6)])
 
 
 HOOKS = TaskHooks(

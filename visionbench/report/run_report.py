@@ -251,11 +251,12 @@ def _per_class_section(files: RunFiles) -> Section | str:
     if task != "classify":  # detection and segmentation: a table of whatever per-class lists there are
         columns = [n for n, v in per_class.items() if isinstance(v, list)]
         count = max((len(per_class[n]) for n in columns), default=0)
-        rows = [(str(i), *(html.number(per_class[n][i]) if i < len(per_class[n]) else "—" for n in columns))
+        names = files.classes if len(files.classes) == count else [str(i) for i in range(count)]
+        rows = [(names[i], *(html.number(per_class[n][i]) if i < len(per_class[n]) else "—" for n in columns))
                 for i in range(count)]
         table = html.table(("class", *columns), rows, numeric=range(1, len(columns) + 1))
         if task == "segment" and "iou" in per_class:
-            bars = plots.per_class_bars(per_class, [str(i) for i in range(count)], names=("iou", "dice"))
+            bars = plots.per_class_bars(per_class, names, names=("iou", "dice"))
             table = html.image(bars, "per-class IoU and Dice") + table
         return "per-class", "Per-class metrics", table
     classes = files.classes
@@ -283,19 +284,29 @@ def _curve_section(files: RunFiles, key: str, score_key: str, anchor: str, title
     return anchor, title, html.note(_curve_note(curves, score_key)) + html.image(draw(curves), title)
 
 
+def _classify_only(files: RunFiles) -> bool:
+    return (files.metrics or {}).get("task", "classify") == "classify"
+
+
 def _roc_section(files: RunFiles) -> Section | str:
+    if not _classify_only(files):
+        return ""  # detection and segmentation have no ROC curves: nothing to say is missing
     return _curve_section(files, "roc_curve", "auc", "roc", "ROC curves", plots.roc_curves)
 
 
 def _pr_section(files: RunFiles) -> Section | str:
+    if (files.metrics or {}).get("task") == "segment":
+        return ""
     if (files.metrics or {}).get("task") == "detect":
-        title = "Precision–recall curves per class (IoU 0.5, COCO's 101 recall points; legend: AP50)"
+        title = "Per class at IoU 0.5 (COCO's 101 recall points; legend: AP50)"
         return _curve_section(files, "pr_curve", "ap", "pr", "Precision–recall curves",
                               lambda curves: plots.pr_curves(curves, title=title))
     return _curve_section(files, "pr_curve", "ap", "pr", "Precision–recall curves", plots.pr_curves)
 
 
 def _calibration_section(files: RunFiles) -> Section | str:
+    if not _classify_only(files):
+        return ""
     reliability = (files.metrics or {}).get("reliability")
     if not reliability:
         return f"Calibration: no 'reliability' in {rundir.METRICS} (it needs predicted probabilities)."
@@ -334,7 +345,9 @@ def _example_grid(files: RunFiles) -> str:
         captions = [str(examples["captions"][i]) + ("\n" + _short(str(examples["ids"][i]), 22) if "ids" in examples
                                                      else "") for i in range(count)]
         lead = html.note(str(examples["description"]) if "description" in examples else "")
-        return lead + html.image(plots.example_grid(examples["images"][:count], captions, columns=4), "worst images")
+        wide = examples["images"].shape[3] > 2 * examples["images"].shape[2]  # image | truth | prediction panels
+        grid = plots.example_grid(examples["images"][:count], captions, columns=2 if wide else 4)
+        return lead + html.image(grid, "worst images")
     captions = [_caption(files, examples, i) for i in range(count)]
     lead = html.note(f"The {count} most confident mistakes of {len(examples['images'])} stored, "
                      "captioned true / predicted (confidence of the prediction).")
@@ -401,7 +414,8 @@ def render_run_report(files: RunFiles) -> str:
     notes: list[str] = []
     for build in SECTIONS:
         result = build(files)
-        (notes.append if isinstance(result, str) else sections.append)(result)
+        if result:  # "" is a section that does not apply to the task: neither shown nor noted
+            (notes.append if isinstance(result, str) else sections.append)(result)
     header = _headline(files.metrics) + html.skipped(notes)
     return html.page(f"Run report: {files.run_dir.name}", _subtitle(files), header, sections)
 
