@@ -123,7 +123,7 @@ def test_segment_run_writes_metrics_masks_and_report(segment_run: visionbench.Tr
         assert set(metrics[name]) >= {"value", "ci95"}
     assert "mean over images" in metrics["mIoU_per_image"]["definition"]
     history = rundir.read_history(run)
-    assert len(history) == 2 and all("val_mIoU" in r for r in history)
+    assert len(history) == 2 and all("val_mIoU" in r and math.isfinite(r["val_loss"]) for r in history)
     written = sorted(p.name for p in (run / MASKS_DIR).iterdir())
     assert len(written) == metrics["num_samples"] > 0
     with Image.open(run / MASKS_DIR / written[0]) as image:
@@ -137,6 +137,15 @@ def test_segment_run_writes_metrics_masks_and_report(segment_run: visionbench.Tr
         assert again.metrics[name]["value"] == metrics[name]["value"]
     page = (run / "report.html").read_text()
     assert "IoU" in page and "true mask" in page
+
+
+def test_segment_monitor_val_loss_keeps_the_lowest_loss_epoch(masks_spec: str, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    run = visionbench.train(data=masks_spec, out=tmp_path / "run", monitor="val_loss", **dict(SEGMENT, epochs=3)).run_dir
+    losses = [r["val_loss"] for r in rundir.read_history(run)]
+    with safe_open(str(run / rundir.BEST_WEIGHTS), "pt") as best:
+        assert int(best.metadata()["epoch"]) == losses.index(min(losses))
 
 
 def test_palette_is_the_voc_colour_map() -> None:

@@ -4,6 +4,7 @@ colour-coded predicted mask PNGs and the worst images with true and predicted ma
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +91,28 @@ def batch_loss(trainer: Any, batch: SegmentationBatch, device: torch.device) -> 
     return trainer.loss_fn(logits.float(), masks), len(images)
 
 
+@dataclass
+class MaskPredictions:
+    """What :func:`predict_masks` returns for this rank's shard.
+
+    Attributes:
+        outputs: ``(index, predicted mask [H, W], true mask int64 [H, W])`` per image.
+        loss_sum: the sum over images of each image's loss (``0.0`` without a loss function).
+    """
+
+    outputs: list[tuple[int, torch.Tensor, torch.Tensor]]
+    loss_sum: float = 0.0
+
+
 @torch.no_grad()
-def predict_masks(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: torch.dtype | None
-                  ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    """``(index, predicted mask uint8/int64 [H, W], true mask int64 [H, W])`` of every image of this
-    rank's shard; predictions are made at the model's input size and, when the stored mask differs,
-    the logits are resized (bilinear) to it before the argmax."""
+def predict_masks(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: torch.dtype | None,
+                  loss_fn: nn.Module | None = None) -> MaskPredictions:
+    """Predicted and true masks of every image of this rank's shard, and the sum of the images'
+    losses under ``loss_fn``. Predictions are made at the model's input size; when the stored mask
+    differs, the logits are resized (bilinear) to it before the argmax and the loss."""
     was_training = model.training
     model.eval()
-    out = []
+    out, loss_sum = [], 0.0
     device = runtime.device
     for batch in loader:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -107,9 +121,11 @@ def predict_masks(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: to
             scores = logits[row:row + 1]
             if tuple(scores.shape[-2:]) != tuple(mask.shape):
                 scores = F.interpolate(scores, size=tuple(mask.shape), mode="bilinear", align_corners=False)
+            if loss_fn is not None:  # per image, so that resized and stacked batches mean the same
+                loss_sum += float(loss_fn(scores, mask[None].to(device)))
             out.append((index, scores.argmax(dim=1)[0].cpu(), mask.cpu()))
     model.train(was_training)
-    return out
+    return MaskPredictions(out, loss_sum)
 
 
 def _accumulate(outputs: list[tuple[int, torch.Tensor, torch.Tensor]], num_classes: int, ignore_index: int) -> Any:
@@ -125,18 +141,22 @@ def _accumulate(outputs: list[tuple[int, torch.Tensor, torch.Tensor]], num_class
 
 
 def validate(model: nn.Module, loader: Any, trainer: Any, runtime: Runtime, bundle: DataBundle) -> dict[str, float]:
-    """``val_loss`` and the dataset-level ``val_mIoU`` of ``model`` on the validation split."""
+    """``val_loss`` (the mean over images of each image's loss), the dataset-level ``val_mIoU``
+    and ``val_pixel_accuracy`` of ``model`` on the validation split."""
     import warnings
 
     from visionbench.metrics.classification import UndefinedMetricWarning
 
-    outputs = predict_masks(model, loader, runtime, trainer.autocast_dtype)
-    accumulator = _accumulate(outputs, bundle.data.num_classes, trainer.loss_fn.ignore_index)
+    predicted = predict_masks(model, loader, runtime, trainer.autocast_dtype, trainer.loss_fn)
+    accumulator = _accumulate(predicted.outputs, bundle.data.num_classes, trainer.loss_fn.ignore_index)
     accumulator.sync()
+    parts = gather_objects((predicted.loss_sum, len(predicted.outputs)), runtime.dist)
+    images = sum(count for _, count in parts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # an empty val split: NaN, said in the record
         result = accumulator.compute()
-    return {"val_mIoU": float(result["mIoU"]), "val_pixel_accuracy": float(result["pixel_accuracy"])}
+    return {"val_loss": sum(loss for loss, _ in parts) / images if images else float("nan"),
+            "val_mIoU": float(result["mIoU"]), "val_pixel_accuracy": float(result["pixel_accuracy"])}
 
 
 def evaluate_and_write(
@@ -149,7 +169,7 @@ def evaluate_and_write(
 
     classes = list(bundle.data.classes)
     local = predict_masks(model, eval_loader(bundle.test, config, runtime), runtime,
-                          autocast_dtype(config.amp, runtime.device))
+                          autocast_dtype(config.amp, runtime.device)).outputs
     outputs = sorted((item for part in gather_objects(local, runtime.dist) for item in part), key=lambda o: o[0])
     accumulator = _accumulate(outputs, len(classes), config.ignore_index)
     report = segmentation_metrics(accumulator, classes=classes, seed=config.seed)
