@@ -24,7 +24,7 @@ class TrainResult:
 
     run_dir: Path
     metrics: dict[str, Any]
-    config: cfg.ClassifyConfig
+    config: cfg.AnyConfig
 
 
 EvaluateResult = TrainResult
@@ -58,15 +58,17 @@ def _make_run_dir(out: str | Path | None, stem: str, dist: Any) -> Path:
 
 
 def train(
-    config: cfg.ClassifyConfig | None = None, *, config_file: str | Path | None = None, out: str | Path | None = None,
+    config: cfg.AnyConfig | None = None, *, config_file: str | Path | None = None, out: str | Path | None = None,
     resume: str | Path | None = None, device: str = "auto", workers: int | None = None, quiet: bool = False,
     **overrides: Any,
 ) -> TrainResult:
     """Train a model, evaluate its best checkpoint on the test split, and write a run directory.
 
     Args:
-        config: a resolved config; or build one from ``config_file`` and ``overrides``
-            (any :class:`~visionbench.config.ClassifyConfig` field, e.g. ``epochs=5``).
+        config: a resolved config; or build one from ``config_file`` and ``overrides``: any field
+            of the task's config (``task="classify"`` by default, ``"detect"`` or ``"segment"``;
+            :class:`~visionbench.config.ClassifyConfig`, ``DetectConfig``, ``SegmentConfig``),
+            e.g. ``task="detect", epochs=5``.
         out: the run directory (default: a fresh ``runs/<data>-<model>-NNN``).
         resume: an existing run directory to continue from its last checkpoint (its saved
             config is used; ``config``/``overrides`` are not allowed).
@@ -79,6 +81,8 @@ def train(
 
     Example:
         >>> result = train(data="digits", model="mlp", epochs=2, quiet=True)  # doctest: +SKIP
+        >>> result = train(task="detect", data="shapes", quiet=True)  # doctest: +SKIP
+        >>> result.metrics["AP50"]["value"]  # doctest: +SKIP
     """
     from visionbench.engine.distributed import shutdown_distributed
     from visionbench.engine.train import fit
