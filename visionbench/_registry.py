@@ -45,9 +45,10 @@ class Registry:
         """Sorted registered names matching the shell-style ``pattern`` (e.g. ``"resnet*"``)."""
         return sorted(n for n in self._builders if fnmatch.fnmatchcase(n, pattern))
 
-    def names_for(self, task: str) -> list[str]:
-        """Sorted names whose ``task`` info is ``task`` (entries without one count as ``"classify"``)."""
-        return [n for n in self.names() if self._info[n].get("task", "classify") == task]
+    def names_for(self, task: str, pattern: str = "*") -> list[str]:
+        """Sorted names matching ``pattern`` whose ``task`` info is ``task`` (entries without one
+        count as ``"classify"``)."""
+        return [n for n in self.names(pattern) if self._info[n].get("task", "classify") == task]
 
     def __contains__(self, name: str) -> bool:
         return name in self._builders

@@ -390,7 +390,9 @@ class QualityRunResult:
     rows: list[dict[str, Any]]
 
 
-QUALITY_ITEMS = "items.csv"
+
+
+QUALITY_ITEMS = rundir.QUALITY_ITEMS  # per-item CSV of a quality run (the CLI prints it for --csv)
 
 
 def quality(
@@ -427,7 +429,7 @@ def quality(
         {"task": "quality", "ref": str(ref), "dist": str(dist), **result.settings}, sort_keys=False))
     report = dict(result.pooled, unpaired=result.unpaired)
     rundir.write_metrics(run_dir, report)
-    write_items(run_dir / QUALITY_ITEMS, result.rows)
+    write_items(run_dir / rundir.QUALITY_ITEMS, result.rows)
     write_examples(run_dir, result.examples)
     from visionbench.report import build_quality_report
 

@@ -63,6 +63,7 @@ class TrainConfig:
     split_seed: int = _opt(0, "seed of the train/val/test split; fixed apart from --seed so runs share a test set")
     checkpoint_every: int = _opt(0, "also checkpoint every N steps within an epoch (0: once per epoch)")
     eval_batch_size: int = _opt(256, "samples per evaluation step")
+    val_every: int = _opt(1, "validate every N epochs (and after the last); best checkpoints come from validated epochs")
     deterministic: bool = _opt(True, "deterministic kernels (cuDNN)")
 
 
@@ -96,7 +97,6 @@ class DetectConfig(TrainConfig):
                         ("auto", "none", "flip", "standard"))
     image_size: int | None = _opt(None, "side the images are resized to (default: as stored)")
     eval_batch_size: int = _opt(64, "images per evaluation step")
-    val_every: int = _opt(1, "validate every N epochs (and after the last); best checkpoints come from validated epochs")
     score_threshold: float = _opt(0.5, "score at which precision/recall/F1 and the confusion matrix are reported")
     protocol: str = _opt("pycocotools", "evaluation protocol of the test metrics",
                          ("pycocotools", "coco-fixed", "voc07", "voc12"))
@@ -126,7 +126,6 @@ class SegmentConfig(TrainConfig):
     class_weights: str = _opt("none", "cross-entropy class weights: none, or balanced (inverse pixel frequency)",
                               ("none", "balanced"))
     ignore_index: int = _opt(255, "mask value left out of the loss and the metrics")
-    val_every: int = _opt(1, "validate every N epochs (and after the last); best checkpoints come from validated epochs")
 
 
 CONFIG_CLASSES: dict[str, type[TrainConfig]] = {
@@ -197,7 +196,7 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
             raise ValueError(f"{name} must be > 0; got {getattr(config, name)!r} in {source}.")
     checks = [
         ("label_smoothing", 0 <= getattr(config, "label_smoothing", 0) < 1, "in [0, 1)"),
-        ("val_every", getattr(config, "val_every", 1) >= 1, ">= 1"),
+        ("val_every", config.val_every >= 1, ">= 1"),
         ("score_threshold", 0 <= getattr(config, "score_threshold", 0) <= 1, "in [0, 1]"),
         ("ignore_index", getattr(config, "ignore_index", 255) >= 0, ">= 0"),
         ("val_fraction", 0 <= config.val_fraction < 1, "in [0, 1)"),

@@ -14,7 +14,7 @@ Three sources (:func:`load_segmentation_data` reads a data spec of each into thr
 * ``masks:PATH`` (:class:`MaskFolderSegmentation`): ``PATH/images/**`` and ``PATH/masks/**.png``
   paired by relative path without extension; or split folders ``PATH/train/images``,
   ``PATH/train/masks``, ``PATH/val/…``, ``PATH/test/…``. Mask pixels are class indices (8- or 16-bit
-  grayscale, or palette indices of a palette PNG, as :func:`visionbench.engine.file_evaluation.read_mask`
+  grayscale, or palette indices of a palette PNG, as :func:`visionbench.data.masks.read_mask`
   reads them). Classes come from ``PATH/classes.txt`` (one name a line), else ``class_0 … class_{K-1}``.
 * ``voc:PATH`` (:class:`VocSegmentation`): Pascal VOC's ``ImageSets/Segmentation/<split>.txt``,
   ``JPEGImages/<id>.jpg`` and ``SegmentationClass/<id>.png`` (palette PNG whose index 255 marks
@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from visionbench.data.detection_formats import (
@@ -54,8 +54,8 @@ from visionbench.data.detection_formats import (
     _unique_names,
 )
 from visionbench.data.folder import _check_fractions, read_image_rgb
-from visionbench.data.splits import TaskData, random_split_indices
-from visionbench.engine.file_evaluation import read_mask
+from visionbench.data.masks import largest_mask_value, read_mask
+from visionbench.data.splits import DatasetView, TaskData, random_split_indices
 from visionbench.metrics.detection import _check_known, _column, _read_json, _record_name, _unique_ids
 
 SplitName = Literal["train", "val", "test"]
@@ -80,27 +80,12 @@ _MASKS_LAYOUT = (
 # --------------------------------------------------------------------------------------------
 
 
-# The three splits of one segmentation dataset: the fields of ShapesData, ``task="segment"``.
+# The three splits of one segmentation dataset (``task="segment"``).
 SegmentationData = TaskData
 
 
-class SegmentationSubset(Subset):
-    """The items of ``dataset`` at ``indices`` (a ``torch.utils.data.Subset``) that keeps ``ids`` and ``classes``.
-
-    Args:
-        dataset: a reader of this module.
-        indices: item positions in ``dataset``, in the order the view lists them.
-    """
-
-    def __init__(self, dataset: _SegmentationFiles, indices: Sequence[int]) -> None:
-        super().__init__(dataset, [int(i) for i in indices])
-        self.ids = [dataset.ids[i] for i in self.indices]
-        self.classes = list(dataset.classes)
-
-    def image_sizes(self) -> list[tuple[int, int]]:
-        """``(H, W)`` of each item, read without decoding pixels."""
-        sizes = self.dataset.image_sizes()
-        return [sizes[i] for i in self.indices]
+# A reader's items at some indices, ``ids`` and ``classes`` kept (a ``torch.utils.data.Subset``).
+SegmentationSubset = DatasetView
 
 
 class _SegmentationFiles(Dataset):
@@ -233,20 +218,10 @@ class MaskFolderSegmentation(_SegmentationFiles):
                                  f"{num_classes!r}. Leave num_classes out or fix classes.txt.")
             return names
         if num_classes is None:
-            num_classes = max(self._largest_value() + 1, 1)
+            num_classes = max(largest_mask_value(self.mask_paths, self.ignore_index) + 1, 1)
             _check_class_count(num_classes, f"one more than the largest mask value found in {self.root}")
         count = _check_class_count(num_classes, "num_classes")
         return [f"class_{k}" for k in range(count)]
-
-    def _largest_value(self) -> int:
-        """The largest mask value other than ``ignore_index`` over every mask (``-1`` if none)."""
-        largest = -1
-        for path in self.mask_paths:
-            mask = read_mask(Path(path))  # refuses RGB masks, naming the file
-            valid = mask[mask != self.ignore_index]
-            if valid.size:
-                largest = max(largest, int(valid.max()))
-        return largest
 
     def _target(self, index: int) -> tuple[np.ndarray, str]:
         path = self.mask_paths[index]

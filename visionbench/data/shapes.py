@@ -43,6 +43,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from visionbench.data.splits import TaskData
+
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 SEGMENTATION_CLASSES: tuple[str, ...] = ("background", *CLASSES)
 
@@ -369,39 +371,10 @@ class ShapesSegmentation(_ShapesBase):
         return tv_tensors.Image(sample.image), tv_tensors.Mask(sample.semantic)
 
 
-@dataclass(frozen=True)
-class ShapesData:
-    """The three splits of ``shapes`` for one task.
-
-    Attributes:
-        train, val, test: :class:`ShapesDetection` or :class:`ShapesSegmentation` datasets.
-        classes: detection ``["circle", "square", "triangle"]`` (label = index); segmentation
-            ``["background", "circle", "square", "triangle"]`` (mask value = index).
-        in_channels: 3.
-        image_size: ``(size, size)``.
-        name: ``"shapes"``.
-        task: ``"detect"`` or ``"segment"``.
-    """
-
-    train: _ShapesBase
-    val: _ShapesBase
-    test: _ShapesBase
-    classes: list[str]
-    in_channels: int
-    image_size: tuple[int, int]
-    name: str
-    task: str
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (background included for segmentation, not for detection)."""
-        return len(self.classes)
-
-
 def load_shapes(
     *, task: Literal["detect", "segment"] = "detect", num_train: int = 2000, num_val: int = 250,
     num_test: int = 500, size: int = 128, seed: int = 0,
-) -> ShapesData:
+) -> TaskData:
     """The embedded ``shapes`` dataset: three disjoint seeded splits, fixed by default.
 
     Args:
@@ -413,7 +386,8 @@ def load_shapes(
             test split is the same in every run whatever ``num_train`` and ``num_val`` are.
 
     Returns:
-        A :class:`ShapesData`.
+        A :class:`~visionbench.data.splits.TaskData` of :class:`ShapesDetection` or
+        :class:`ShapesSegmentation` splits.
 
     Example:
         >>> data = load_shapes(num_train=100, num_val=10, num_test=20)
@@ -427,7 +401,7 @@ def load_shapes(
         kind(split_seeds(split, count, seed=seed), size=size)
         for split, count in (("train", num_train), ("val", num_val), ("test", num_test))
     )
-    return ShapesData(
+    return TaskData(
         train=train, val=val, test=test, classes=list(kind.classes), in_channels=3,
         image_size=(int(size), int(size)), name="shapes", task=task,
     )

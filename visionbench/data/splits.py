@@ -6,16 +6,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from visionbench.data.folder import _check_fractions
 
 
-class DatasetView(Dataset):
-    """Items ``indices`` of ``base``, renumbered ``0..len-1``; ``ids`` follow the items.
+class DatasetView(Subset):
+    """Items ``indices`` of ``base`` (a ``torch.utils.data.Subset``), renumbered ``0..len-1``;
+    ``ids`` follow the items, and ``classes`` is the base's when it has them.
 
     Args:
         base: any dataset with an ``ids`` list (one stable string per item).
@@ -23,15 +23,10 @@ class DatasetView(Dataset):
     """
 
     def __init__(self, base: Dataset, indices: Sequence[int]) -> None:
-        self.base = base
-        self.indices = [int(i) for i in indices]
+        super().__init__(base, [int(i) for i in indices])
         self.ids = [base.ids[i] for i in self.indices]  # type: ignore[attr-defined]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.base[self.indices[index]]
+        if hasattr(base, "classes"):
+            self.classes = list(base.classes)
 
 
 def random_split_indices(count: int, *, val_fraction: float, test_fraction: float,

@@ -24,6 +24,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from visionbench.data.transforms import seeded_batch
+
 TASK_AUGMENT_CHOICES = ("auto", "none", "flip", "standard")
 MIN_BOX_SIDE = 2.0  # px; smaller boxes left by a crop are removed (a detector cannot learn them)
 
@@ -51,9 +53,11 @@ def detection_transform(augment: str, *, train: bool, image_size: tuple[int, int
     steps: list[v2.Transform] = []
     if image_size is not None:
         steps.append(v2.Resize(list(image_size), antialias=True))
-    if train and augment in ("flip", "standard"):
+    if not train:  # evaluation images are only resized; their targets stay as stored (see DetectionBatches)
+        return steps[0] if steps else None
+    if augment in ("flip", "standard"):
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
-    if train and augment == "standard":
+    if augment == "standard":
         size = _crop_size(image_size or crop_size)
         steps += [v2.ScaleJitter(size, scale_range=(0.7, 1.3), antialias=True),
                   v2.RandomCrop(size, pad_if_needed=True),
@@ -138,11 +142,9 @@ def _compact(target: Any) -> Any:
 
 def _load_seeded(key: tuple[int, int, list[int]], seed: int, load: Any) -> list[Any]:
     """``load(i)`` for the batch's indices, with the random transforms seeded by ``(seed, epoch,
-    batch number)`` and the global RNG left as it was."""
+    batch number)`` as for classification, and the global RNG left as it was."""
     epoch, batch_number, indices = key
-    with torch.random.fork_rng(devices=[]):
-        # The same mix as TransformedDataset: nearby (epoch, batch) pairs get unrelated seeds.
-        torch.manual_seed((seed * 1_000_003 + epoch * 65_537 + batch_number) % (2**63))
+    with seeded_batch(seed, epoch, batch_number):
         return [load(i) for i in indices]
 
 
@@ -152,8 +154,10 @@ class DetectionBatch:
 
     Attributes:
         images: ``B`` float32 ``[3, H, W]`` images in ``[0, 1]`` (sizes may differ).
-        targets: ``B`` dicts ``{"boxes": float32 [n, 4] XYXY, "labels": int64 [n], "image_id": int}``
-            plus ``"iscrowd"`` and ``"area"`` on evaluation splits.
+        targets: ``B`` dicts ``{"boxes": float32 [n, 4] XYXY, "labels": int64 [n], "image_id": int}``;
+            on evaluation splits the targets as stored (not resized: predictions are mapped back to
+            the stored image, see :func:`rescale_boxes`), with ``"iscrowd"``, ``"area"``,
+            ``"difficult"`` where the data has them, and ``"image_size"`` ``(H, W)`` as stored.
         indices: positions of the images in their split.
         dropped_boxes: boxes removed by augmentation (cropped out or left degenerate).
     """
@@ -183,15 +187,28 @@ class DetectionBatches(Dataset):
     def _load(self, index: int) -> tuple[torch.Tensor, dict[str, Any], int]:
         image, target = self.base[index]
         # Training needs boxes and labels only; SanitizeBoundingBoxes keeps labels with their boxes.
-        keep = ("boxes", "labels") if self.train else ("boxes", "labels", "iscrowd", "area")
+        keep = ("boxes", "labels") if self.train else ("boxes", "labels", "iscrowd", "area", "difficult")
         plain = {k: target[k] for k in keep if k in target}
         before = len(plain["boxes"])
-        if self.transform is not None:
+        stored_size = tuple(image.shape[-2:])
+        if self.transform is not None and self.train:
             image, plain = self.transform(image, plain)
+        elif self.transform is not None:  # evaluation: the ground truth is measured as stored, never changed
+            image = self.transform(image)
         out = {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in plain.items()}
         out["boxes"] = out["boxes"].float()
         out["image_id"] = index
+        if not self.train:
+            out["image_size"] = stored_size
         return image.as_subclass(torch.Tensor).float().div_(255), out, before - len(out["boxes"])
+
+
+def rescale_boxes(boxes: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
+    """XYXY ``boxes`` on an image of ``from_size`` ``(H, W)`` mapped onto the same image at ``to_size``."""
+    if tuple(from_size) == tuple(to_size):
+        return boxes
+    scale = torch.tensor([to_size[1] / from_size[1], to_size[0] / from_size[0]] * 2, dtype=boxes.dtype)
+    return boxes * scale.to(boxes.device)
 
 
 @dataclass(frozen=True)

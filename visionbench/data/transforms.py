@@ -15,7 +15,8 @@ workers, does not consume the global RNG, and is replayed exactly after a resume
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -115,6 +116,15 @@ def build_preset(
     )
 
 
+@contextlib.contextmanager
+def seeded_batch(seed: int, epoch: int, batch_number: int) -> Iterator[None]:
+    """Seed torch's global RNG for one batch's random transforms, and restore it afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        # Knuth's multiplicative mix keeps seeds of nearby (epoch, batch) pairs unrelated.
+        torch.manual_seed((seed * 1_000_003 + epoch * 65_537 + batch_number) % (2**63))
+        yield
+
+
 class TransformedDataset(Dataset):
     """Applies a :class:`Preset` to a raw dataset, one batch at a time.
 
@@ -135,9 +145,7 @@ class TransformedDataset(Dataset):
         epoch, batch_number, indices = key
         if not self.preset.random:
             return self._load(indices)
-        with torch.random.fork_rng(devices=[]):
-            # Knuth's multiplicative mix keeps seeds of nearby (epoch, batch) pairs unrelated.
-            torch.manual_seed((self.seed * 1_000_003 + epoch * 65_537 + batch_number) % (2**63))
+        with seeded_batch(self.seed, epoch, batch_number):
             return self._load(indices)
 
     def _load(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,44 +14,30 @@ import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-from visionbench.config import DetectConfig, SegmentConfig
-from visionbench.data import load_dataset
+from visionbench.config import DetectConfig
 from visionbench.data.task_transforms import (
     DetectionBatch,
     DetectionBatches,
-    InMemory,
     detection_transform,
+    rescale_boxes,
     resolve_task_augment,
 )
-from visionbench.engine import checkpoint as ckpt
 from visionbench.engine import rundir
+from visionbench.engine.dense import build_model, fit_example, load_task_data
 from visionbench.engine.distributed import gather_objects
 from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.optim import decay_groups
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
-from visionbench.models import MODELS, create_model
 
 PREDICTIONS_JSON = "predictions.json"  # COCO results of the test split (category id = class index + 1)
 GROUND_TRUTH_JSON = "ground_truth.json"  # the test split's boxes as COCO instances, to evaluate with any tool
 WORST_EXAMPLES = 24
 
 
-def load_task_data(config: Any, task: str) -> Any:
-    """The dataset of a detection or segmentation config; generated data (``shapes``) is made
-    once and held in memory, so epochs cost no generation."""
-    data = load_dataset(config.data, task=task, seed=config.split_seed, val_fraction=config.val_fraction,
-                        test_fraction=config.test_fraction)
-    if config.data == "shapes":
-        import dataclasses
-
-        data = dataclasses.replace(data, train=InMemory(data.train), val=InMemory(data.val), test=InMemory(data.test))
-    return data
-
-
 def build_data(config: DetectConfig) -> DataBundle:
     """The detection splits as batch datasets with the augmentation preset."""
-    data = load_task_data(config, "detect")
+    data = load_task_data(config)
     resize = (config.image_size, config.image_size) if config.image_size else None
     augment = resolve_task_augment(config.augment)
     train_transform = detection_transform(augment, train=True, image_size=resize, crop_size=data.image_size)
@@ -63,16 +49,6 @@ def build_data(config: DetectConfig) -> DataBundle:
         test=DetectionBatches(data.test, eval_transform, seed=config.seed, train=False),
         image_size=resize or data.image_size, augment=augment,
     )
-
-
-def build_model(config: DetectConfig | SegmentConfig, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
-    """The registered detector (or segmenter) for the data's classes, with ``--weights`` loaded
-    when given; built for ``image_size``, else the model's default size (images of mixed sizes)."""
-    side = image_size[0] if image_size else MODELS.info(config.model)["default_size"]
-    model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=side)
-    if config.weights:
-        ckpt.load_weights_into(model, ckpt.read_weights(config.weights), config.weights)
-    return model
 
 
 def build_loss(config: DetectConfig, bundle: DataBundle) -> None:
@@ -108,7 +84,8 @@ def batch_loss(trainer: Any, batch: DetectionBatch, device: torch.device) -> tup
 @torch.no_grad()
 def predict_batches(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: torch.dtype | None
                     ) -> list[tuple[int, dict[str, torch.Tensor], dict[str, Any]]]:
-    """``(index, prediction, target)`` of every image of this rank's shard, on the CPU."""
+    """``(index, prediction, target)`` of every image of this rank's shard, on the CPU, the
+    predicted boxes in the stored image's pixels."""
     was_training = model.training
     model.eval()
     out = []
@@ -117,8 +94,10 @@ def predict_batches(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: 
         images, _ = _to_device(batch, device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             predictions = model(images)
-        for index, prediction, target in zip(batch.indices, predictions, batch.targets, strict=True):
+        for index, image, prediction, target in zip(batch.indices, images, predictions, batch.targets, strict=True):
             plain = {k: v.detach().float().cpu() if k != "labels" else v.detach().cpu() for k, v in prediction.items()}
+            # Resized for the model: boxes back onto the stored image, where the ground truth is.
+            plain["boxes"] = rescale_boxes(plain["boxes"], tuple(image.shape[-2:]), target["image_size"])
             out.append((index, plain, target))
     model.train(was_training)
     return out
@@ -184,27 +163,23 @@ def write_detection_outputs(run_dir: Path, outputs: list[tuple[int, dict[str, to
     ids = bundle.data.test.ids
     images, annotations = [], []
     for index, _, target in outputs:
-        height, width = _image_size(bundle.test.base, index)
+        height, width = target["image_size"]
         images.append({"id": index, "file_name": str(ids[index]), "height": height, "width": width})
         boxes = target["boxes"].double()
         areas = target.get("area", (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
         crowd = target.get("iscrowd", torch.zeros(len(boxes), dtype=torch.bool))
-        for box, label, area, is_crowd in zip(boxes.tolist(), target["labels"].tolist(), areas.tolist(),
-                                              crowd.tolist(), strict=True):
+        difficult = target.get("difficult", torch.zeros(len(boxes), dtype=torch.bool))
+        for box, label, area, is_crowd, is_difficult in zip(boxes.tolist(), target["labels"].tolist(), areas.tolist(),
+                                                            crowd.tolist(), difficult.tolist(), strict=True):
             x1, y1, x2, y2 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": int(label) + 1,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(area), "iscrowd": int(is_crowd)})
+            row = {"id": len(annotations) + 1, "image_id": index, "category_id": int(label) + 1,
+                   "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(area), "iscrowd": int(is_crowd)}
+            if is_difficult:  # VOC's difficult boxes: ignored by coco-fixed and VOC (pycocotools reads no 'ignore')
+                row["ignore"] = 1
+            annotations.append(row)
     categories = [{"id": k + 1, "name": name} for k, name in enumerate(classes)]
     text = json.dumps({"images": images, "annotations": annotations, "categories": categories})
     (run_dir / GROUND_TRUTH_JSON).write_text(text, encoding="utf-8")
-
-
-def _image_size(dataset: Any, index: int) -> tuple[int, int]:
-    images = getattr(dataset, "images", None)
-    if isinstance(images, torch.Tensor):
-        return int(images.shape[-2]), int(images.shape[-1])
-    image, _ = dataset[index]
-    return int(image.shape[-2]), int(image.shape[-1])
 
 
 def image_errors(prediction: dict[str, torch.Tensor], target: dict[str, Any], score_threshold: float,
@@ -251,25 +226,13 @@ def write_worst_detections(path: Path, outputs: list[tuple[int, dict[str, torch.
             pred_labels = [f"{classes[int(c)]} {float(s):.2f}" for c, s in
                            zip(prediction["labels"][keep], prediction["scores"][keep], strict=True)]
             image = draw_bounding_boxes(image, prediction["boxes"][keep].float(), pred_labels, colors="red", width=1)
-        drawn.append(_fit(image))
+        drawn.append(fit_example(image))
         captions.append(f"TP {tp}  FP {fp}  FN {fn}")
         ids.append(str(bundle.data.test.ids[index]))
     np.savez(path, images=np.stack(drawn) if drawn else np.zeros((0, 3, 1, 1), dtype=np.uint8),
              ids=np.array(ids, dtype=str), captions=np.array(captions, dtype=str),
              description=np.array(f"The test images with the most errors at IoU 0.5 and score >= {score_threshold}: "
                                   "true boxes green, predictions red (class, score)."))
-
-
-EXAMPLE_SIDE = 192
-
-
-def _fit(image: torch.Tensor) -> np.ndarray:
-    """``image`` resized to ``EXAMPLE_SIDE`` square (the grid stacks equal sizes), as numpy."""
-    from torchvision.transforms.v2 import functional as tvf
-
-    if tuple(image.shape[-2:]) != (EXAMPLE_SIDE, EXAMPLE_SIDE):
-        image = tvf.resize(image, [EXAMPLE_SIDE, EXAMPLE_SIDE], antialias=True)
-    return image.numpy()
 
 
 HOOKS = TaskHooks(

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from visionbench.data.masks import MASK_SUFFIXES, largest_mask_value, read_mask
 from visionbench.data.pairing import pair_by_relative_path
+from visionbench.metrics.detection import COCO_STATS
+from visionbench.metrics.segmentation import SEGMENTATION_HIGHER_IS_BETTER
 
-MASK_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm"}
-DETECTION_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-SEGMENTATION_NAMES = ("mIoU", "fwIoU", "pixel_accuracy", "mean_class_accuracy", "dice_mean", "mIoU_per_image")
+DETECTION_NAMES = COCO_STATS
+SEGMENTATION_NAMES = tuple(SEGMENTATION_HIGHER_IS_BETTER)
 
 
 def _entry(value: float, interval: tuple[float, float] | None) -> dict[str, Any]:
@@ -101,23 +102,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A mask of class indices ``[H, W]`` from a PNG (grayscale or palette: the palette indices
-    are the classes). RGB masks are refused: their colours need a palette mapping to classes."""
-    try:
-        with Image.open(path) as image:
-            if image.mode in ("RGB", "RGBA"):
-                raise ValueError(f"mask {str(path)!r} is an {image.mode} image; masks must hold class indices "
-                                 "(grayscale or palette PNG). Map its colours to class indices first, or save it "
-                                 "with a palette.")
-            if image.mode not in ("L", "P", "I", "I;16", "1"):
-                raise ValueError(f"mask {str(path)!r} has mode {image.mode}; save it as an 8-bit grayscale or "
-                                 "palette PNG of class indices.")
-            return np.array(image, dtype=np.int64)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"cannot read mask {str(path)!r}: {error}. Check the file or remove it.") from None
-
-
 def mask_pairs(gt: Path, pred: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, list[str]]]:
     """Masks of two folders paired by relative path without suffix, and the unpaired ones."""
     for folder in (gt, pred):
@@ -148,12 +132,8 @@ def evaluate_segmentation_files(gt: Path, pred: Path, *, num_classes: int | None
 
     pairs, unpaired = mask_pairs(gt, pred)
     if num_classes is None:
-        found = 0
-        for _, gt_path, pred_path in pairs:
-            for array in (read_mask(gt_path), read_mask(pred_path)):
-                valid = array[array != ignore_index]
-                found = max(found, int(valid.max()) + 1 if valid.size else 0)
-        num_classes = max(found, 1)
+        paths = [path for _, gt_path, pred_path in pairs for path in (gt_path, pred_path)]
+        num_classes = max(largest_mask_value(paths, ignore_index) + 1, 1)
     accumulator = SegmentationAccumulator(num_classes, ignore_index=ignore_index)
     for name, gt_path, pred_path in (progress(pairs) if progress else pairs):
         target, predicted = read_mask(gt_path), read_mask(pred_path)

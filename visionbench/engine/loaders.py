@@ -23,7 +23,7 @@ class DataBundle:
     """A task's dataset with its train and eval views, and the model input size.
 
     Attributes:
-        data: the raw splits and class names (``ClassificationData`` or ``TaskData``/``ShapesData``).
+        data: the raw splits and class names (``ClassificationData`` or ``TaskData``).
         train, val, test: batch datasets (indexed by batch keys).
         image_size: ``(H, W)`` the model gets, or ``None`` when images keep their own sizes.
         augment: the resolved augmentation preset.

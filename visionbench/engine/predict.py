@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from visionbench.data.folder import read_image_rgb
+from visionbench.data.task_transforms import rescale_boxes
 from visionbench.engine import checkpoint as ckpt
 from visionbench.engine import rundir
 from visionbench.engine.loaders import DataBundle
@@ -78,7 +79,7 @@ def predict_files(config: Any, bundle: DataBundle, model: nn.Module, paths: list
         _write_csv(out_dir / "predictions.csv", rows)
     elif config.task == "detect":
         threshold = config.score_threshold if score_threshold is None else score_threshold
-        rows = _detect(bundle, model, images, paths, names, classes, device, threshold, out_dir)
+        rows = _detect(config, bundle, model, images, paths, names, classes, device, threshold, out_dir)
         (out_dir / "detections.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     else:
         rows = _segment(config, bundle, model, images, paths, names, classes, device, out_dir)
@@ -87,17 +88,16 @@ def predict_files(config: Any, bundle: DataBundle, model: nn.Module, paths: list
 
 def _classify(config: Any, bundle: DataBundle, model: nn.Module, images: list[torch.Tensor], paths: list[Path],
               classes: list[str], device: torch.device) -> list[dict[str, Any]]:
+    from torchvision.transforms.v2 import functional as tvf
+
     preset = bundle.test.preset
     rows = []
     for path, image in zip(paths, images, strict=True):
-        if bundle.data.in_channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
-            weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-            image = (image.float() * weights).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        if bundle.data.in_channels == 1:
+            image = tvf.rgb_to_grayscale(image)
         if preset.sample is not None:
             image = preset.sample(image)
         elif bundle.image_size and tuple(image.shape[-2:]) != tuple(bundle.image_size):
-            from torchvision.transforms.v2 import functional as tvf
-
             image = tvf.resize(image, list(bundle.image_size), antialias=True)
         probs = torch.softmax(model(preset.batch(image[None]).to(device)).float(), dim=1)[0].cpu()
         top = torch.topk(probs, min(TOP_K, len(classes)))
@@ -115,7 +115,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
                              *[f"{name}:{p:.6f}" for name, p in row["top"]]])
 
 
-def _detect(bundle: DataBundle, model: nn.Module, images: list[torch.Tensor], paths: list[Path], names: list[str],
+def _detect(config: Any, bundle: DataBundle, model: nn.Module, images: list[torch.Tensor], paths: list[Path], names: list[str],
             classes: list[str], device: torch.device, threshold: float, out_dir: Path) -> list[dict[str, Any]]:
     from PIL import Image
     from torchvision.transforms.v2 import functional as tvf
@@ -124,13 +124,10 @@ def _detect(bundle: DataBundle, model: nn.Module, images: list[torch.Tensor], pa
     rows = []
     for path, name, image in zip(paths, names, images, strict=True):
         height, width = image.shape[-2:]
-        resized = tvf.resize(image, list(bundle.image_size), antialias=True) if _run_resizes(bundle) else image
+        resized = tvf.resize(image, list(bundle.image_size), antialias=True) if config.image_size else image
         prediction = model([resized.float().div(255).to(device)])[0]
         keep = prediction["scores"] >= threshold
-        boxes = prediction["boxes"][keep].float().cpu()
-        if resized is not image:  # back to the file's pixels
-            scale = torch.tensor([width / resized.shape[-1], height / resized.shape[-2]] * 2)
-            boxes = boxes * scale
+        boxes = rescale_boxes(prediction["boxes"][keep].float().cpu(), tuple(resized.shape[-2:]), (height, width))
         labels, scores = prediction["labels"][keep].cpu(), prediction["scores"][keep].float().cpu()
         texts = [f"{classes[int(c)]} {float(s):.2f}" for c, s in zip(labels, scores, strict=True)]
         drawn = draw_bounding_boxes(image, boxes, texts, colors="red", width=max(1, round(max(height, width) / 200))) \
@@ -140,12 +137,6 @@ def _detect(bundle: DataBundle, model: nn.Module, images: list[torch.Tensor], pa
                      "labels": labels.tolist(), "classes": [classes[int(c)] for c in labels],
                      "scores": [round(float(s), 5) for s in scores]})
     return rows
-
-
-def _run_resizes(bundle: DataBundle) -> bool:
-    """Whether the run resized its images (``--image-size``): then new images are resized alike."""
-    transform = getattr(bundle.test, "transform", None)
-    return transform is not None and any(type(t).__name__ == "Resize" for t in getattr(transform, "transforms", []))
 
 
 def _segment(config: Any, bundle: DataBundle, model: nn.Module, images: list[torch.Tensor], paths: list[Path],
@@ -159,7 +150,7 @@ def _segment(config: Any, bundle: DataBundle, model: nn.Module, images: list[tor
     rows = []
     for path, name, image in zip(paths, names, images, strict=True):
         size = list(image.shape[-2:])
-        model_input = tvf.resize(image, list(bundle.image_size), antialias=True) if _run_resizes(bundle) else image
+        model_input = tvf.resize(image, list(bundle.image_size), antialias=True) if config.image_size else image
         x = bundle.test.normalize(model_input.float().div(255))[None].to(device)
         logits = model(x).float()
         if list(logits.shape[-2:]) != size:

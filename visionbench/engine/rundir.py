@@ -25,6 +25,7 @@ PREDICTIONS = "predictions.csv"
 LOG = "log.txt"
 EXAMPLES = "examples.npz"
 REPORT = "report.html"
+QUALITY_ITEMS = "items.csv"  # quality runs: one row per image pair or frame
 CHECKPOINTS = "checkpoints"
 BEST_WEIGHTS = f"{CHECKPOINTS}/best.safetensors"
 LAST_WEIGHTS = f"{CHECKPOINTS}/last.safetensors"

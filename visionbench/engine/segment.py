@@ -22,7 +22,7 @@ from visionbench.data.task_transforms import (
 )
 from visionbench.data.transforms import normalization_stats
 from visionbench.engine import rundir
-from visionbench.engine.detect import EXAMPLE_SIDE, build_model, load_task_data
+from visionbench.engine.dense import EXAMPLE_SIDE, build_model, load_task_data
 from visionbench.engine.distributed import gather_objects
 from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.optim import decay_groups
@@ -37,7 +37,7 @@ WORST_EXAMPLES = 16
 
 def build_data(config: SegmentConfig) -> DataBundle:
     """The segmentation splits as batch datasets with the augmentation preset and normalisation."""
-    data = load_task_data(config, "segment")
+    data = load_task_data(config)
     resize = (config.image_size, config.image_size) if config.image_size else None
     augment = resolve_task_augment(config.augment)
     # Measured on in-memory training images (shapes), else ImageNet's statistics.
@@ -178,22 +178,23 @@ def evaluate_and_write(
     def write(run_dir: Path) -> None:
         ids = bundle.data.test.ids
         write_mask_pngs(run_dir / MASKS_DIR, [(str(ids[i]), predicted) for i, predicted, _ in outputs])
-        write_per_image_confusion(run_dir / PER_IMAGE_CONFUSION, outputs, [str(ids[i]) for i, _, _ in outputs],
-                                  len(classes), config.ignore_index)
-        write_worst_masks(run_dir / rundir.EXAMPLES, outputs, bundle, classes, config.ignore_index)
+        confusions = per_image_confusions(outputs, len(classes), config.ignore_index)
+        np.savez_compressed(run_dir / PER_IMAGE_CONFUSION, ids=np.array([str(ids[i]) for i, _, _ in outputs], dtype=str),
+                            confusion=confusions.numpy())
+        write_worst_masks(run_dir / rundir.EXAMPLES, outputs, confusions, bundle, classes, config.ignore_index)
 
     return finish_test(report, write, run_dir, runtime, log)
 
 
-def write_per_image_confusion(path: Path, outputs: list[tuple[int, torch.Tensor, torch.Tensor]], ids: list[str],
-                              num_classes: int, ignore_index: int) -> None:
-    """``ids`` and one ``int64 [K, K]`` confusion matrix per test image (rows: target), so that
-    ``visionbench compare`` can resample images without the masks."""
+def per_image_confusions(outputs: list[tuple[int, torch.Tensor, torch.Tensor]], num_classes: int, ignore_index: int
+                         ) -> torch.Tensor:
+    """One ``int64 [K, K]`` confusion matrix per test image (rows: target), ``[N, K, K]``: written
+    to ``per_image_confusion.npz`` so that ``visionbench compare`` can resample images without the
+    masks, and used to rank the worst images."""
     from visionbench.metrics.segmentation import per_image_confusion
 
     matrices = [per_image_confusion(p, t, num_classes, ignore_index=ignore_index)[0] for _, p, t in outputs]
-    stacked = torch.stack(matrices).numpy() if matrices else np.zeros((0, num_classes, num_classes), dtype=np.int64)
-    np.savez_compressed(path, ids=np.array(ids, dtype=str), confusion=stacked)
+    return torch.stack(matrices) if matrices else torch.zeros(0, num_classes, num_classes, dtype=torch.int64)
 
 
 def palette(num_colours: int = 256) -> np.ndarray:
@@ -239,24 +240,26 @@ def overlay(image: torch.Tensor, mask: torch.Tensor, ignore_index: int, alpha: f
     """``image`` (uint8 ``[3, H, W]``) in grey with ``mask``'s classes blended in their VOC
     colours (background and ignored pixels left grey): grey makes the class colours readable
     on any image."""
-    grey = (image.float() * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True).expand(3, -1, -1)
+    from torchvision.transforms.v2 import functional as tvf
+
+    grey = tvf.rgb_to_grayscale(image, num_output_channels=3).float()
     shown = (mask != 0) & (mask != ignore_index)
     blended = torch.where(shown, (1 - alpha) * grey + alpha * colour_mask(mask, ignore_index).float(), grey)
     return blended.round().to(torch.uint8)
 
 
-def write_worst_masks(path: Path, outputs: list[tuple[int, torch.Tensor, torch.Tensor]], bundle: DataBundle,
-                      classes: list[str], ignore_index: int, *, count: int = WORST_EXAMPLES) -> None:
-    """The test images of lowest per-image mIoU, each as image | true mask | predicted mask (in
+def write_worst_masks(path: Path, outputs: list[tuple[int, torch.Tensor, torch.Tensor]], confusions: torch.Tensor,
+                      bundle: DataBundle, classes: list[str], ignore_index: int, *, count: int = WORST_EXAMPLES
+                      ) -> None:
+    """The test images of lowest per-image mIoU (from their ``confusions`` ``[N, K, K]``), each as image | true mask | predicted mask (in
     the VOC colours, ignored pixels white), saved to ``examples.npz`` (``images``, ``ids``, ``captions``, ``description``)."""
     from torchvision.transforms.v2 import functional as tvf
 
-    from visionbench.metrics.segmentation import mean_iou, segmentation_confusion
+    from visionbench.metrics.segmentation import mean_iou
 
-    scored = []
-    for index, predicted, target in outputs:
-        miou = float(mean_iou(segmentation_confusion(predicted, target, len(classes), ignore_index=ignore_index)))
-        scored.append((miou if miou == miou else 1.0, index, predicted, target))
+    mious = mean_iou(confusions).tolist() if len(outputs) else []  # per image (``confusions``: [N, K, K])
+    scored = [(miou if miou == miou else 1.0, index, predicted, target)
+              for miou, (index, predicted, target) in zip(mious, outputs, strict=True)]
     scored.sort(key=lambda s: (s[0], s[1]))
     panels, captions, ids = [], [], []
     for miou, index, predicted, target in scored[:count]:

@@ -78,6 +78,7 @@ class Trainer:
     scaler: torch.amp.GradScaler
     ema: ModelEMA | None
     autocast_dtype: torch.dtype | None
+    batch_loss: Callable[..., tuple[torch.Tensor, int]]  # the task's: (trainer, batch, device) -> (loss, samples)
 
 
 def state_dict(trainer: Trainer, progress: Progress, config: AnyConfig) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def evaluated_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 def train_step(trainer: Trainer, batch: Any, config: AnyConfig, device: torch.device) -> tuple[torch.Tensor, int]:
     """One optimizer step on a batch; returns the detached loss and the batch's sample count.
     Raises on a non-finite loss *before* the weights change, so the last checkpoint stays good."""
-    loss, count = task_hooks(config.task).batch_loss(trainer, batch, device)
+    loss, count = trainer.batch_loss(trainer, batch, device)
     if not torch.isfinite(loss):
         raise NonFiniteLossError(f"loss is {float(loss.detach())}")
     trainer.optimizer.zero_grad(set_to_none=True)
@@ -254,7 +255,7 @@ def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, w
     amp_dtype = autocast_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEMA(model, config.ema_decay) if config.ema else None
-    return Trainer(model, model, loss_fn, optimizer, scheduler, scaler, ema, amp_dtype)
+    return Trainer(model, model, loss_fn, optimizer, scheduler, scaler, ema, amp_dtype, hooks.batch_loss)
 
 
 def run_epochs(
@@ -291,8 +292,7 @@ def validate_epoch(trainer: Trainer, config: AnyConfig, bundle: DataBundle, load
                    progress: Progress) -> dict[str, float]:
     """The task's ``val_*`` numbers, or ``{"validated": False}`` on epochs ``--val-every`` skips
     (the last epoch is always validated)."""
-    every = getattr(config, "val_every", 1)
-    if (progress.epoch + 1) % every and progress.epoch + 1 < config.epochs:
+    if (progress.epoch + 1) % config.val_every and progress.epoch + 1 < config.epochs:
         return {"validated": False}
     return task_hooks(config.task).validate(_eval_model(trainer, config, bundle), loader, trainer, runtime, bundle)
 

@@ -235,15 +235,17 @@ class SegmentationLoss(nn.Module):
 
 
 def _register_segmentation_losses() -> None:
-    from visionbench.losses.segmentation import ce_dice_loss, dice_loss, pixel_cross_entropy, pixel_focal_loss
+    from visionbench.losses.segmentation import SEGMENTATION_LOSSES as functions
 
-    table = [
-        ("cross_entropy", pixel_cross_entropy, "weight", "Pixel cross entropy, class weights, ignore_index."),
-        ("dice", dice_loss, None, "Soft multi-class Dice (segmentation_models_pytorch's convention)."),
-        ("focal", pixel_focal_loss, "alpha", "Pixel softmax focal loss, gamma=2; class weights as alpha."),
-        ("ce_dice", ce_dice_loss, "class_weights", "Cross entropy + soft Dice, weights 1 and 1 (nnU-Net, MONAI)."),
-    ]
-    for name, fn, weight_arg, description in table:
+    # name -> (the functional loss's class-weight argument, description)
+    table = {
+        "cross_entropy": ("weight", "Pixel cross entropy, class weights, ignore_index."),
+        "dice": (None, "Soft multi-class Dice (segmentation_models_pytorch's convention)."),
+        "focal": ("alpha", "Pixel softmax focal loss, gamma=2; class weights as alpha."),
+        "ce_dice": ("class_weights", "Cross entropy + soft Dice, weights 1 and 1 (nnU-Net, MONAI)."),
+    }
+    for name, fn in functions.items():
+        weight_arg, description = table[name]
         def build(*, class_weights: torch.Tensor | None = None, ignore_index: int | None = 255,
                   _name: str = name, _fn: Callable[..., torch.Tensor] = fn, _arg: str | None = weight_arg
                   ) -> nn.Module:

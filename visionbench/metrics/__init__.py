@@ -15,7 +15,7 @@ from visionbench.metrics.classification import (
     precision_recall_f1_from_confusion,
     specificity_from_confusion,
 )
-from visionbench.metrics.detection import HIGHER_IS_BETTER as _DETECTION_HIGHER_IS_BETTER
+from visionbench.metrics.detection import HIGHER_IS_BETTER as DETECTION_HIGHER_IS_BETTER
 from visionbench.metrics.detection import (
     DetectionEvaluator,
     coco_box_iou,
@@ -64,8 +64,6 @@ HIGHER_IS_BETTER = {
     "cohen_kappa": True, "matthews_corrcoef": True, "specificity_macro": True, "top5_accuracy": True,
     "roc_auc_macro": True, "average_precision_macro": True, "ece": False,
 }
-# The headline numbers of the other tasks (their accumulators' compute() gives them).
-DETECTION_HIGHER_IS_BETTER = {n: h for n, h in _DETECTION_HIGHER_IS_BETTER.items() if n not in ("precision", "recall", "f1")}
 
 __all__ = [
     "DetectionEvaluator", "SegmentationAccumulator", "coco_box_iou", "compare_detection", "detection_intervals",

@@ -74,7 +74,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 
-from visionbench.metrics.significance import PairedMetric, bootstrap_p_value
+from visionbench.metrics.significance import PairedMetric, paired_metric
 from visionbench.metrics.stats import bootstrap_count_blocks, percentile_interval
 
 Protocol = Literal["pycocotools", "coco-fixed", "voc07", "voc12"]
@@ -90,7 +90,7 @@ AREA_RANGES = ((0.0, 1e10), (0.0, 1024.0), (1024.0, 9216.0), (9216.0, 1e10))
 AREA_NAMES = ("all", "small", "medium", "large")
 COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 # Whether a larger value is better, for every scalar detection metric.
-HIGHER_IS_BETTER = {name: True for name in (*COCO_STATS, "precision", "recall", "f1")}
+HIGHER_IS_BETTER = {name: True for name in COCO_STATS}
 VOC_IOU_THRESHOLD = 0.5
 VOC07_RECALL_POINTS = np.arange(0.0, 1.1, 0.1)  # py-faster-rcnn voc_eval.py: 0.30000000000000004, ...
 CONFUSION_IOU_THRESHOLD = 0.5
@@ -374,8 +374,7 @@ def coco_summarize(precision: np.ndarray, recall: np.ndarray) -> dict[str, float
         if iou is not None:
             s = s[np.where(iou == IOU_THRESHOLDS)[0]]
         s = s[:, :, :, [area], [max_det]] if ap else s[:, :, [area], [max_det]]
-        valid = s[s > -1]
-        return -1.0 if valid.size == 0 else float(np.mean(valid))
+        return _mean_valid(s)
 
     values = [mean(True), mean(True, 0.5), mean(True, 0.75), mean(True, area=1), mean(True, area=2),
               mean(True, area=3), mean(False, max_det=0), mean(False, max_det=1), mean(False),
@@ -1343,8 +1342,7 @@ def compare_detection(run_a: DetectionEvaluator, run_b: DetectionEvaluator, *, r
     out = {}
     for name, values in diffs.items():
         d = torch.tensor(values, dtype=torch.float64)
-        out[name] = PairedMetric(value_a[name], value_b[name], value_b[name] - value_a[name], percentile_interval(d),
-                                 bootstrap_p_value(d))
+        out[name] = paired_metric(value_a[name], value_b[name], d)
     return out
 
 

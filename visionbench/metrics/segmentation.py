@@ -671,11 +671,17 @@ class SegmentationAccumulator:
         numer, denom = _per_image_terms(stats, self.per_image_average)  # (N,), (N,)
         values: dict[str, list[torch.Tensor]] = {name: [] for name in SEGMENTATION_HIGHER_IS_BETTER}
         for counts in bootstrap_count_blocks(n, resamples=resamples, seed=seed):  # (R_block, N)
-            tp, support, predicted = (counts @ flat).reshape(-1, 3, k).unbind(dim=1)  # (R_block, K) each
-            for name, value in _scalars_from_counts(tp, support, predicted).items():
+            for name, value in _resampled_scalars(counts, flat, k).items():
                 values[name].append(value)
             values["mIoU_per_image"].append(_ratio(counts @ numer, counts @ denom))
         return {name: percentile_interval(torch.cat(parts), level) for name, parts in values.items()}
+
+
+def _resampled_scalars(counts: torch.Tensor, flat: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """The dataset-level scalars of each resample: ``counts`` ``[R, N]`` draws of the images whose
+    per-image ``(TP, T, P)`` class counts are ``flat`` ``float64 [N, 3K]`` (exact integers)."""
+    tp, support, predicted = (counts @ flat).reshape(-1, 3, k).unbind(dim=1)  # (R, K) each
+    return _scalars_from_counts(tp, support, predicted)
 
 
 def compare_segmentation(confusions_a: torch.Tensor, confusions_b: torch.Tensor, *, resamples: int = 1000,
@@ -694,22 +700,19 @@ def compare_segmentation(confusions_a: torch.Tensor, confusions_b: torch.Tensor,
         ``{name: PairedMetric}`` for ``mIoU``, ``fwIoU``, ``pixel_accuracy``,
         ``mean_class_accuracy`` and ``dice_mean``.
     """
-    from visionbench.metrics.significance import PairedMetric, bootstrap_p_value
+    from visionbench.metrics.significance import paired_metric
 
     if confusions_a.shape != confusions_b.shape or confusions_a.ndim != 3:
         raise ValueError(f"per-image confusion matrices must both be [N, K, K] for the same images; got "
                          f"{tuple(confusions_a.shape)} and {tuple(confusions_b.shape)}. Evaluate both runs on one test set.")
-    a, b = confusions_a.double(), confusions_b.double()
-    value_a, value_b = segmentation_metric_tensors(a.sum(0)), segmentation_metric_tensors(b.sum(0))
+    n, k = confusions_a.shape[0], confusions_a.shape[-1]
+    # Every scalar depends on the per-class (TP, T, P) counts only: [N, 3K] per run, not [N, K, K].
+    flat_a, flat_b = (torch.stack(_class_counts(c), dim=1).reshape(n, 3 * k).double() for c in (confusions_a, confusions_b))
+    value_a, value_b = segmentation_metric_tensors(confusions_a.sum(0)), segmentation_metric_tensors(confusions_b.sum(0))
     diffs: dict[str, list[torch.Tensor]] = {name: [] for name in value_a}
-    for counts in bootstrap_count_blocks(a.shape[0], resamples=resamples, seed=seed):  # (R_block, N)
-        metrics_a = segmentation_metric_tensors(torch.einsum("rn,nkl->rkl", counts, a))
-        metrics_b = segmentation_metric_tensors(torch.einsum("rn,nkl->rkl", counts, b))
+    for counts in bootstrap_count_blocks(n, resamples=resamples, seed=seed):  # (R_block, N)
+        metrics_a, metrics_b = _resampled_scalars(counts, flat_a, k), _resampled_scalars(counts, flat_b, k)
         for name in diffs:
             diffs[name].append(metrics_b[name] - metrics_a[name])
-    out = {}
-    for name, parts in diffs.items():
-        d = torch.cat(parts)
-        va, vb = float(value_a[name]), float(value_b[name])
-        out[name] = PairedMetric(va, vb, vb - va, percentile_interval(d), bootstrap_p_value(d))
-    return out
+    return {name: paired_metric(float(value_a[name]), float(value_b[name]), torch.cat(parts))
+            for name, parts in diffs.items()}

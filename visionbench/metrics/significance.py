@@ -234,9 +234,14 @@ def paired_bootstrap(
     result = {}
     for name in names:
         diffs = torch.cat([block[name] for block in blocks])  # (R,)
-        a, b = float(full_a[name]), float(full_b[name])
-        result[name] = PairedMetric(a, b, b - a, percentile_interval(diffs), bootstrap_p_value(diffs))
+        result[name] = paired_metric(float(full_a[name]), float(full_b[name]), diffs)
     return result
+
+
+def paired_metric(value_a: float, value_b: float, diffs: torch.Tensor) -> PairedMetric:
+    """A :class:`PairedMetric` from both runs' values and the bootstrap differences ``b - a`` ``[R]``
+    (95% percentile interval, :func:`bootstrap_p_value`)."""
+    return PairedMetric(value_a, value_b, value_b - value_a, percentile_interval(diffs), bootstrap_p_value(diffs))
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -45,7 +45,7 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, image_siz
 def list_models(pattern: str = "*", *, task: str | None = None) -> list[str]:
     """Registered model names matching the shell-style ``pattern`` (e.g. ``"resnet*"``), of one
     ``task`` (``"classify"``, ``"detect"``, ``"segment"``) or of all."""
-    return [n for n in MODELS.names(pattern) if task is None or MODELS.info(n)["task"] == task]
+    return MODELS.names(pattern) if task is None else MODELS.names_for(task, pattern)
 
 
 def model_input_size(name: str, native: tuple[int, int] | None, requested: int | None = None) -> tuple[int, int]:

@@ -27,7 +27,7 @@ def cnn_small(*, num_classes: int, in_channels: int, image_size: int) -> nn.Modu
     return SmallCNN(in_channels, num_classes, width=32)
 
 
-def _replace_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
+def replace_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
     """Give the stem convolution ``in_channels`` inputs (torchvision's nets assume RGB)."""
     for parent in model.modules():
         for child_name, child in parent.named_children():
@@ -47,7 +47,7 @@ def _torchvision(builder: Callable[..., nn.Module], **extra: object) -> Callable
         if builder is tvm.vit_b_16:
             kwargs["image_size"] = image_size
         model = builder(weights=None, num_classes=num_classes, **kwargs)
-        return _replace_first_conv(model, in_channels)
+        return replace_first_conv(model, in_channels)
 
     build.__doc__ = f"torchvision's ``{builder.__name__}`` (random init) for any classes and channels."
     return build

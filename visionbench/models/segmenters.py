@@ -33,6 +33,8 @@ import torch.nn.functional as F
 import torchvision.models.segmentation as tvs
 from torch import Tensor, nn
 
+from visionbench.models.classifiers import replace_first_conv
+
 __all__ = ["DESCRIPTIONS", "SEGMENTERS", "TorchvisionSegmenter", "UNet", "register_segmenters", "unet_small"]
 
 Upsample = Literal["bilinear", "transpose"]
@@ -54,20 +56,6 @@ def _check_batch(images: Tensor, in_channels: int) -> None:
     if not images.is_floating_point():
         raise TypeError(f"images must be a float tensor; got dtype {images.dtype}. "
                         "Convert uint8 images with images.float() / 255.")
-
-
-def _replace_stem(model: nn.Module, in_channels: int) -> None:
-    """Give the first convolution ``in_channels`` inputs (torchvision's backbones assume RGB)."""
-    for parent in model.modules():
-        for child_name, child in parent.named_children():
-            if isinstance(child, nn.Conv2d):
-                if child.in_channels != in_channels:
-                    setattr(parent, child_name, nn.Conv2d(
-                        in_channels, child.out_channels, child.kernel_size, child.stride,
-                        child.padding, child.dilation, child.groups, child.bias is not None,
-                    ))
-                return
-    raise AssertionError("model has no Conv2d")
 
 
 class TorchvisionSegmenter(nn.Module):
@@ -93,7 +81,7 @@ def _torchvision_segmenter(builder: Callable[..., nn.Module]) -> Callable[..., n
     def build(*, num_classes: int, in_channels: int = 3, image_size: int = 128) -> nn.Module:
         # aux_loss=False: lraspp pops it from **kwargs and raises only when it is True.
         model = builder(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
-        _replace_stem(model, in_channels)
+        replace_first_conv(model, in_channels)
         return TorchvisionSegmenter(model, in_channels)
 
     build.__name__ = builder.__name__

@@ -12,8 +12,9 @@ A **profile** names the reference a metric reproduces exactly:
   non-integer planes (e.g. luma converted from RGB) are rounded half up first, as a stated
   approximation of FFmpeg's own conversion.
 
-Metrics without a profile-specific form (``mse``, ``mae``, ``gmsd``, ``vif_p``, ``haarpsi``,
-``fsim``) are the same under every profile. Every function takes ``(x, y, data_range)`` on
+Under ``ffmpeg``, ``mse`` is FFmpeg's ``mse_avg`` (on the rounded integer planes, plane-area
+weighted), the MSE behind its PSNR. Metrics without a profile-specific form (``mae``, ``gmsd``,
+``vif_p``, ``haarpsi``, ``fsim``) are the same under every profile. Every function takes ``(x, y, data_range)`` on
 ``(N, C, H, W)`` tensors and returns float64 ``[N]``.
 """
 
@@ -145,10 +146,11 @@ def measure_pair(x: torch.Tensor, y: torch.Tensor, data_range: float, functions:
     The pair's MSE is computed once and PSNR derived from it (the same formula as :func:`psnr`).
     Under the ``ffmpeg`` profile, PSNR, SSIM and the MSE come from one pass over the integer
     planes (:func:`~visionbench.quality.ffmpeg.ffmpeg_frame_scores`), as in FFmpeg, where the two
-    filters share the decoded frames; this is what keeps a 1080p video near real time.
+    filters share the decoded frames; this is what keeps a 1080p video near real time. The MSE is
+    then FFmpeg's whichever metrics are asked for, so its value never depends on the others.
     """
     values: dict[str, float] = {}
-    if profile == "ffmpeg" and functions.keys() & {"psnr", "ssim"}:
+    if profile == "ffmpeg" and functions.keys() & {"psnr", "ssim", "mse"}:
         scores = ffmpeg_scores(x, y, data_range)
         values.update(ssim=float(scores["ssim_All"][0]), psnr=float(scores["psnr_avg"][0]),
                       mse=float(scores["mse_avg"][0]))

@@ -47,6 +47,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from visionbench.quality.full_reference import psnr_db_of_mse
+
 DEFAULT_NAMES = ("Y", "U", "V", "A")  # FFmpeg's component letters for YUV(A) and gray formats
 SSIM_DB_EPS = 1e-9  # ssim_db(): |weight - ssim| <= 1e-9 counts as identical (inf dB)
 _STRIP_BLOCKS = 64  # block rows (256 pixel rows) per strip: its temporaries stay in cache on 1080p (L2/L3)
@@ -332,12 +334,6 @@ def ffmpeg_frame_scores(
     return scores
 
 
-def _psnr_of_mean(mse_sum: float, frames: int, max_value: int) -> float:
-    """``get_psnr(mse, nb_frames, max)``: ``10 log10(max² / (mse / nb_frames))``, ``inf`` at 0."""
-    mean = mse_sum / frames
-    return math.inf if mean == 0 else 10 * math.log10(max_value * max_value / mean)
-
-
 def _ssim_db_float(total: float, weight: float) -> float:
     return 10 * math.log10(weight / (weight - total)) if abs(weight - total) > SSIM_DB_EPS else math.inf
 
@@ -434,10 +430,10 @@ class FFmpegSummary:
         result["ssim_All"] = self.ssim_all_sum / n
         result["ssim_All_dB"] = _ssim_db_float(self.ssim_all_sum, n)
         for name in self.names:
-            result[f"psnr_{name.lower()}"] = _psnr_of_mean(self.mse_sums[name], n, self.max_value)
-        result["psnr_average"] = _psnr_of_mean(self.mse_avg_sum, n, self.max_value)
-        result["psnr_min"] = _psnr_of_mean(self.max_mse, 1, self.max_value)
-        result["psnr_max"] = _psnr_of_mean(self.min_mse, 1, self.max_value)
+            result[f"psnr_{name.lower()}"] = psnr_db_of_mse(self.mse_sums[name] / n, self.max_value)
+        result["psnr_average"] = psnr_db_of_mse(self.mse_avg_sum / n, self.max_value)
+        result["psnr_min"] = psnr_db_of_mse(self.max_mse, self.max_value)
+        result["psnr_max"] = psnr_db_of_mse(self.min_mse, self.max_value)
         return result
 
 

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from visionbench.quality.color import BT601_FULL
 from visionbench.quality.full_reference import _check_pair
 
 Reduction = Literal["none", "mean"]
@@ -31,7 +32,7 @@ Reduction = Literal["none", "mean"]
 # VIFp (piq/vif.py): 4 scales; the eps that guards divisions and masks variances is fixed, not dtype-dependent.
 VIF_SCALES, VIF_MIN_SIZE, VIF_EPS = 4, 41, 1e-8
 # RGB -> luminance weights, BT.601 (piq/vif.py: Y = 0.299 R + 0.587 G + 0.114 B).
-LUMA = (0.299, 0.587, 0.114)
+LUMA = BT601_FULL
 # RGB -> YIQ (piq/functional/colour_conversion.py, rgb2yiq), rows Y, I, Q.
 YIQ = ((0.299, 0.587, 0.114), (0.5959, -0.2746, -0.3213), (0.2115, -0.5227, 0.3112))
 # FSIM constants (Zhang et al. 2011, piq/fsim.py): similarity stabilisers T1..T4, chroma exponent lambda.

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-EXAMPLES = "examples.npz"
+from visionbench.engine.rundir import EXAMPLES
 
 
 def write_items(path: Path, rows: Sequence[dict[str, Any]]) -> None:

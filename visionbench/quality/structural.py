@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from visionbench.quality.color import BT601_FULL
 from visionbench.quality.full_reference import _check_pair, gaussian_window
 
 Reduction = Literal["none", "mean"]
@@ -27,7 +28,6 @@ K1, K2 = 0.01, 0.03
 # Xue et al. 2014 (GMSD.m: T = 170 on [0, 255] data); on [0, 1] data that is 170 / 255².
 GMSD_T = 170 / 255**2
 # ITU-R BT.601 luma weights: the first row of piq's RGB -> YIQ matrix, the only row gmsd uses.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def _check_reduction(reduction: str) -> None:
@@ -197,7 +197,7 @@ def _luminance(image: torch.Tensor) -> torch.Tensor:
     """``(N, 1, H, W)``: the image itself if gray, else BT.601 ``Y = .299 R + .587 G + .114 B``."""
     if image.shape[1] == 1:
         return image
-    r, g, b = LUMA_WEIGHTS
+    r, g, b = BT601_FULL
     return r * image[:, 0:1] + g * image[:, 1:2] + b * image[:, 2:3]
 
 

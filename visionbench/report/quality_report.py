@@ -13,11 +13,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from visionbench.engine.rundir import QUALITY_ITEMS as ITEMS
+from visionbench.engine.rundir import REPORT
 from visionbench.report import html, plots
 from visionbench.report.run_report import read_config, read_metrics
 
-REPORT = "report.html"
-ITEMS = "items.csv"
 MAX_ITEM_TABLE = 30  # worst items listed in the table
 
 
