@@ -286,3 +286,23 @@ def test_compare_detection_and_segmentation_runs(task: str, request: pytest.Fixt
     with pytest.raises(ValueError, match="one task"):
         visionbench.compare([first.run_dir, visionbench.train(data="digits", model="mlp", epochs=1, quiet=True,
                                                               out=tmp_path / "digits").run_dir], out=tmp_path / "x")
+
+
+def test_detect_with_image_size_is_measured_on_the_stored_images(coco_spec: str, tmp_path: Path) -> None:
+    # The model sees 96x96 images; the ground truth written and evaluated is the file's 64x64 boxes,
+    # and the predictions are mapped back onto the stored pixels.
+    run = visionbench.train(data=coco_spec, out=tmp_path / "run", image_size=96, **dict(DETECT, epochs=1)).run_dir
+    written = json.loads((run / GROUND_TRUTH_JSON).read_text())
+    source = json.loads(Path(coco_spec.partition(":")[2]).read_text())
+    by_name = {image["file_name"]: image["id"] for image in source["images"]}
+    boxes = {}
+    for annotation in source["annotations"]:
+        boxes.setdefault(annotation["image_id"], []).append(annotation["bbox"])
+    assert {(image["height"], image["width"]) for image in written["images"]} == {(64, 64)}
+    for image in written["images"]:
+        expected = sorted(boxes.get(by_name[image["file_name"]], []))
+        got = sorted(a["bbox"] for a in written["annotations"] if a["image_id"] == image["id"])
+        assert np.allclose(got, expected, atol=1e-4)
+    predicted = np.array([row["bbox"] for row in json.loads((run / PREDICTIONS_JSON).read_text())])
+    if len(predicted):
+        assert predicted[:, 0].min() >= 0 and (predicted[:, 0] + predicted[:, 2]).max() <= 64 + 1e-3
