@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from visionbench.data.pairing import pair_by_relative_path
 from visionbench.metrics.stats import bootstrap_means, percentile_interval
@@ -36,7 +35,8 @@ from visionbench.quality.catalog import QUALITY_METRICS, check_profile, measure_
 from visionbench.quality.color import check_channel, crop_border, to_channel
 from visionbench.quality.full_reference import psnr_db_of_mse, ssim_map
 
-IMAGE_SUFFIXES = set(IMG_EXTENSIONS)  # torchvision's, as the image folders of the other tasks
+# torchvision's IMG_EXTENSIONS, written out: importing torchvision would add ~160 MiB to every quality run.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 THUMBNAIL_SIDE = 320  # longest side of the report's thumbnails, px
 SSIM_MAP_MAX_PIXELS = 2_100_000  # SSIM maps for the report only up to 1080p (bounded memory)
 
