@@ -42,9 +42,12 @@ detector if needed.
 
 * COCO ground truth: box and area values rounded to 6 decimals (1e-6 px; removes float noise like
   ``10.000000000000002``, exact for every box with at most 6 decimals).
-* COCO results: ``bbox`` rounded to 3 decimals (1/1000 px, below a float32 model output's
-  resolution at 1000 px); ``score`` as the shortest decimal that reads back to the same float32,
-  which keeps every distinct score distinct and in order, so ranking (and AP) is unchanged.
+* COCO results: ``bbox`` exact: ``x, y, w, h`` computed in float64 from the boxes given and
+  written with Python's shortest round-trip text, so a tool that reads the file (pycocotools,
+  faster-coco-eval, ``visionbench evaluate``) sees the same float64 values the in-memory
+  evaluation used, and its numbers agree bit for bit; ``score`` as the shortest decimal that
+  reads back to the same float32, which keeps every distinct score distinct and in order, so
+  ranking (and AP) is unchanged.
 * VOC: coordinates rounded to 2 decimals, written as integers when integral (the usual VOC files;
   tools that parse with ``int()`` need integral boxes).
 * YOLO: ``cx cy w h`` with 6 decimals, so each corner is within ``7.5e-7 * W`` (or ``H``) pixels
@@ -99,7 +102,6 @@ ImageMode = Literal["copy", "symlink", "none"]
 # 6-decimal normalised coordinates put a border box up to ~1e-6 * W outside the image.
 CLAMP_TOLERANCE = 1e-3
 COCO_GT_DECIMALS = 6
-COCO_RESULTS_DECIMALS = 3
 VOC_DECIMALS = 2
 YOLO_DECIMALS = 6
 # Pascal VOC's 20 classes in the devkit's order (VOCinit.m), used when a VOC root has no classes.txt.
@@ -741,6 +743,13 @@ def _round(value: float, decimals: int) -> float | int:
     return int(rounded) if rounded.is_integer() else rounded
 
 
+def _exact(value: float) -> float | int:
+    """``value`` unrounded (``json`` writes the shortest text that reads back to the same float64),
+    as an ``int`` when integral, and ``0`` rather than ``-0.0``."""
+    value = float(value) + 0.0
+    return int(value) if value.is_integer() else value
+
+
 def _write_text(path: Path, text: str) -> None:
     """Write atomically (temp file + ``os.replace``), so an interrupted write loses nothing already there."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -820,7 +829,7 @@ def _coco_result_rows(prediction: Mapping[str, Any], category_ids: Sequence[int]
     for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist(), strict=True):
         x1, y1, x2, y2 = box
         rows.append({"image_id": image_id, "category_id": int(category_ids[int(label)]),
-                     "bbox": [_round(v, COCO_RESULTS_DECIMALS) for v in (x1, y1, x2 - x1, y2 - y1)],
+                     "bbox": [_exact(v) for v in (x1, y1, x2 - x1, y2 - y1)],
                      "score": _float32_text(score)})
     return rows
 
@@ -838,8 +847,8 @@ def write_coco_results(predictions: Iterable[Mapping[str, Any]], path: str | os.
         category_ids: the file's category id of each class index (``dataset.category_ids``).
 
     Rows are ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` in input order;
-    ``bbox`` rounded to 3 decimals, ``score`` the shortest decimal of its float32 value (order and
-    ties kept). No detections writes ``[]`` (visionbench evaluates it; ``COCO.loadRes`` raises on
+    ``bbox`` exact (float64 ``x, y, x2 - x, y2 - y`` of the given boxes, shortest round-trip
+    text), ``score`` the shortest decimal of its float32 value (order and ties kept). No detections writes ``[]`` (visionbench evaluates it; ``COCO.loadRes`` raises on
     an empty list).
 
     Returns:

@@ -369,11 +369,17 @@ def coco_summarize(precision: np.ndarray, recall: np.ndarray) -> dict[str, float
     Returns:
         ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}``.
     """
+    return _summarize(precision[..., -1], recall)
+
+
+def _summarize(precision_last: np.ndarray, recall: np.ndarray) -> dict[str, float]:
+    """:func:`coco_summarize` from the precision at the largest maxDets only (``[T, R, K, A]``):
+    every AP of the summary is taken at 100 detections, so the other curves are never read."""
     def mean(ap: bool, iou: float | None = None, area: int = 0, max_det: int = 2) -> float:
-        s = precision if ap else recall
+        s = precision_last if ap else recall
         if iou is not None:
             s = s[np.where(iou == IOU_THRESHOLDS)[0]]
-        s = s[:, :, :, [area], [max_det]] if ap else s[:, :, [area], [max_det]]
+        s = s[:, :, :, [area]] if ap else s[:, :, [area], [max_det]]
         return _mean_valid(s)
 
     values = [mean(True), mean(True, 0.5), mean(True, 0.75), mean(True, area=1), mean(True, area=2),
@@ -717,30 +723,35 @@ def _exclusive_cumsum(values: np.ndarray) -> np.ndarray:
 
 
 def _accumulate_selection(prep: _Prepared, sel: _Selection, weights: np.ndarray | None, npig: np.ndarray,
-                          rows: np.ndarray, with_scores: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                          rows: np.ndarray, with_scores: bool, with_precision: bool = True
+                          ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """pycocotools' ``accumulate`` for one maxDets value: ``([T, R, K, A], [T, K, A], [T, R, K, A])``.
 
     Only true positives move recall, and between two of them precision only falls, so the
     precision envelope at each recall threshold is the running maximum (from the right) over the
     true positives alone; false positives enter as counts before each true positive. With image
-    ``weights`` every count is weighted and detections of weight 0 drop out.
+    ``weights`` every count is weighted and detections of weight 0 drop out. Without
+    ``with_precision`` only recall is computed (precision and scores are ``None``): the summary
+    reads AR1 and AR10 from recall alone, and the curves are most of the work.
     """
     n_thr, n_areas = prep.states.shape[1:]
     k_count, ta = prep.class_ids.size, n_thr * n_areas
     n_rec = RECALL_THRESHOLDS.size
-    precision = -np.ones((ta, n_rec, k_count))
     recall = -np.ones((ta, k_count))
-    scores = -np.ones((ta, n_rec, k_count))
     w = None if weights is None else weights[sel.image]  # (n,)
     w_near = None if w is None else w[sel.near]
-    plain_cum = _exclusive_cumsum(sel.plain_fp if w is None else sel.plain_fp * w)  # (A, n+1)
     tp_cum = _exclusive_cumsum(sel.tp if w is None else sel.tp * w_near)  # (TA, s+1)
-    fp_cum = _exclusive_cumsum(sel.fp if w is None else sel.fp * w_near)
     tp_total = tp_cum[:, sel.near_starts[1:]] - tp_cum[:, sel.near_starts[:-1]]  # (TA, K)
     npig_col = np.tile(npig.T, (n_thr, 1))  # (TA, K)
     has_gt = npig_col > 0
     recall[has_gt] = tp_total[has_gt] / npig_col[has_gt]  # rc[-1] = tp / npig
+    if not with_precision:
+        return None, recall.reshape(n_thr, n_areas, k_count).transpose(0, 2, 1), None
+    plain_cum = _exclusive_cumsum(sel.plain_fp if w is None else sel.plain_fp * w)  # (A, n+1)
+    fp_cum = _exclusive_cumsum(sel.fp if w is None else sel.fp * w_near)
     col, j, k = sel.entry_col, sel.entry_near, sel.entry_class
+    precision = -np.ones((ta, n_rec, k_count))
+    scores = -np.ones((ta, n_rec, k_count))
     if w is not None:  # true positives of images left out would repeat a row
         live = w_near[j] > 0
         col, j, k = col[live], j[live], k[live]
@@ -812,12 +823,27 @@ def _accumulate_coco(prep: _Prepared, weights: np.ndarray | None, *, with_scores
     """
     npig = _gt_totals(prep, weights)
     rows = _recall_rows(npig)
-    if not prep.cache:
-        prep.cache.update({m: _selection(prep, sel) for m, sel in enumerate(prep.selections)})
-    parts = [_accumulate_selection(prep, prep.cache[m], weights, npig, rows, with_scores)
-             for m in range(len(prep.selections))]
+    parts = [_accumulate_selection(prep, sel, weights, npig, rows, with_scores) for sel in _selections(prep)]
     return tuple(None if p[0] is None else np.stack(p, axis=-1)  # type: ignore[return-value]
                  for p in zip(*parts, strict=True))
+
+
+def _selections(prep: _Prepared) -> list[_Selection]:
+    """Each maxDets selection gathered once per evaluator (cached on ``prep``)."""
+    if not prep.cache:
+        prep.cache.update({m: _selection(prep, sel) for m, sel in enumerate(prep.selections)})
+    return [prep.cache[m] for m in range(len(prep.selections))]
+
+
+def _coco_stats(prep: _Prepared, weights: np.ndarray | None) -> dict[str, float]:
+    """The 12 COCO numbers alone: recall for every maxDets, precision for the largest only (all
+    the summary reads), which is what makes bootstrap resamples cheap."""
+    npig = _gt_totals(prep, weights)
+    rows = _recall_rows(npig)
+    selections = _selections(prep)
+    parts = [_accumulate_selection(prep, sel, weights, npig, rows, False, with_precision=m == len(selections) - 1)
+             for m, sel in enumerate(selections)]
+    return _summarize(parts[-1][0], np.stack([p[1] for p in parts], axis=-1))  # type: ignore[arg-type]
 
 
 def _voc_curves(prep: _Prepared, weights: np.ndarray | None, eleven_point: bool
@@ -1223,8 +1249,7 @@ class DetectionEvaluator:
         if self.voc:
             ap, _ = _voc_curves(prep, weights, self.protocol == "voc07")
             return {"AP50": _mean_valid(ap)}
-        precision, recall, _ = _accumulate_coco(prep, weights, with_scores=False)
-        return coco_summarize(precision, recall)
+        return _coco_stats(prep, weights)
 
     @staticmethod
     def _weights(image_weights: Any, prep: _Prepared) -> np.ndarray | None:
