@@ -255,7 +255,7 @@ def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None
         (classify: class and top-5 probabilities; detect: boxes, classes, scores; segment: the
         mask file and pixels per class).
     """
-    from visionbench.engine.predict import load_run_model, predict_files
+    from visionbench.engine.predict import inference_spec, load_run_model, predict_files, read_inference_spec
     from visionbench.engine.train import build_data, resolve_device
 
     source = rundir.check_run_dir(Path(run))
@@ -264,9 +264,13 @@ def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None
     config = cfg.resolve(source / rundir.CONFIG)
     paths = _image_paths(inputs)
     torch_device = resolve_device(device)
-    bundle = build_data(config)
-    model = load_run_model(source, config, bundle, torch_device)
-    return predict_files(config, bundle, model, paths, Path(out) if out else source / "predict", device=torch_device,
+    # A run's inference.json makes the training data unnecessary; runs made before it rebuild the data.
+    spec = read_inference_spec(source) or inference_spec(config.task, build_data(config))
+    if spec.task != config.task:
+        raise ValueError(f"{str(source / rundir.INFERENCE)!r} is for task {spec.task!r} but the run's {rundir.CONFIG} "
+                         f"trains {config.task!r}. Delete {rundir.INFERENCE} to rebuild it from the training data.")
+    model = load_run_model(source, config, spec, torch_device)
+    return predict_files(config, spec, model, paths, Path(out) if out else source / "predict", device=torch_device,
                          score_threshold=score_threshold)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -25,6 +27,7 @@ from visionbench.engine import checkpoint as ckpt
 from visionbench.engine import rundir
 from visionbench.engine.detect import GROUND_TRUTH_JSON, PREDICTIONS_JSON, image_errors
 from visionbench.engine.file_evaluation import DETECTION_NAMES, SEGMENTATION_NAMES
+from visionbench.engine.predict import read_inference_spec
 from visionbench.engine.segment import MASKS_DIR, palette
 
 from .task_files import write_coco_shapes, write_mask_folder
@@ -180,6 +183,40 @@ def test_predict_draws_boxes_and_writes_masks(detect_run: visionbench.TrainResul
     assert (tmp_path / "masks" / (masks[0].stem + "_overlay.png")).is_file()
 
 
+def _without_training_data(run: Path, copy: Path) -> Path:
+    """A copy of ``run`` whose config names training data that no longer exists."""
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("predict"))
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    kind, _, _ = config["data"].partition(":")
+    config["data"] = f"{kind}:{copy / 'moved-away'}"
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    return copy
+
+
+@pytest.mark.parametrize("task", ["detect", "segment"])
+def test_predict_needs_no_training_data(task: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    # inference.json carries the classes, input size and normalisation, so a run predicts after its
+    # data has moved, and predicts exactly what it predicts with the data in place.
+    run = request.getfixturevalue(f"{task}_run").run_dir
+    spec = read_inference_spec(run)
+    assert spec is not None and spec.task == task and spec.classes
+    assert (spec.mean is None) == (task == "detect")  # torchvision's detectors normalise their own input
+    source = request.getfixturevalue("coco_spec" if task == "detect" else "masks_spec")
+    folder = Path(source.partition(":")[2])
+    images = sorted(((folder.parent if task == "detect" else folder) / "images").glob("*.png"))[:3]
+    here = visionbench.predict(run, images, out=tmp_path / "here", score_threshold=0.05)
+    moved = _without_training_data(run, tmp_path / "run")
+    away = visionbench.predict(moved, images, out=tmp_path / "away", score_threshold=0.05)
+    assert [dict(r, mask=None) for r in away.rows] == [dict(r, mask=None) for r in here.rows]
+    for path in images:
+        name = path.name if task == "detect" else path.stem + ".png"
+        assert (tmp_path / "away" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
+    # A run made before inference.json rebuilds the data, and so needs it.
+    (moved / "inference.json").unlink()
+    with pytest.raises(ValueError, match="moved-away"):
+        visionbench.predict(moved, images, out=tmp_path / "old")
+
+
 def test_predict_classify_and_bad_inputs(tmp_path: Path) -> None:
     run = visionbench.train(data="digits", model="mlp", epochs=1, out=tmp_path / "digits", quiet=True).run_dir
     image = tmp_path / "seven.png"
@@ -192,6 +229,28 @@ def test_predict_classify_and_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="broken.png"):
         visionbench.predict(run, [tmp_path / "broken.png"])
+    spec = read_inference_spec(run)
+    assert spec is not None and spec.in_channels == 1 and spec.native_size == (8, 8) and len(spec.classes) == 10
+
+
+def test_predict_classify_needs_no_training_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "pets" / name / f"{i}.png")
+    run = visionbench.train(data=f"folder:{tmp_path / 'pets'}", model="mlp", epochs=1, image_size=16, batch_size=4,
+                            val_fraction=0.25, test_fraction=0.25, out=tmp_path / "run", quiet=True).run_dir
+    spec = read_inference_spec(run)
+    assert spec is not None and spec.classes == ("cat", "dog") and spec.image_size == (16, 16)
+    images = sorted((tmp_path / "pets" / "dog").glob("*.png"))[:3]
+    here = visionbench.predict(run, images, out=tmp_path / "here")
+    moved = _without_training_data(run, tmp_path / "moved")
+    assert visionbench.predict(moved, images, out=tmp_path / "away").rows == here.rows
+    raw = json.loads((moved / rundir.INFERENCE).read_text())
+    (moved / rundir.INFERENCE).write_text(json.dumps(dict(raw, task="detect")))
+    with pytest.raises(ValueError, match="is for task 'detect'"):
+        visionbench.predict(moved, images, out=tmp_path / "wrong")
 
 
 # ----------------------------------------------------------------------------------- resume and DDP

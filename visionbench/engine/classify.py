@@ -40,12 +40,13 @@ def build_data(config: ClassifyConfig, data: ClassificationData | None = None) -
         train=TransformedDataset(data.train, train_preset, seed=config.seed),
         val=TransformedDataset(data.val, eval_preset, seed=config.seed),
         test=TransformedDataset(data.test, eval_preset, seed=config.seed),
-        image_size=image_size, augment=augment,
+        image_size=image_size, augment=augment, mean=tuple(mean), std=tuple(std), native_size=fixed_size,
     )
 
 
-def build_model(config: ClassifyConfig, data: ClassificationData, image_size: tuple[int, int]) -> nn.Module:
-    """The registered classifier for this data, with ``--weights`` loaded when given."""
+def build_model(config: ClassifyConfig, data: Any, image_size: tuple[int, int]) -> nn.Module:
+    """The registered classifier for ``data`` (a dataset, or a run's ``InferenceSpec``: what has
+    ``num_classes`` and ``in_channels``), with ``--weights`` loaded when given."""
     model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=image_size[0])
     if config.weights:
         ckpt.load_weights_into(model, ckpt.read_weights(config.weights), config.weights)

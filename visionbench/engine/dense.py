@@ -30,8 +30,9 @@ def load_task_data(config: DetectConfig | SegmentConfig) -> Any:
 
 
 def build_model(config: DetectConfig | SegmentConfig, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
-    """The registered detector (or segmenter) for the data's classes, with ``--weights`` loaded
-    when given; built for ``image_size``, else the model's default size (images of mixed sizes)."""
+    """The registered detector (or segmenter) for the classes of ``data`` (a dataset, or a run's
+    ``InferenceSpec``), with ``--weights`` loaded when given; built for ``image_size``, else the
+    model's default size (images of mixed sizes)."""
     side = image_size[0] if image_size else MODELS.info(config.model)["default_size"]
     model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=side)
     if config.weights:

@@ -27,6 +27,10 @@ class DataBundle:
         train, val, test: batch datasets (indexed by batch keys).
         image_size: ``(H, W)`` the model gets, or ``None`` when images keep their own sizes.
         augment: the resolved augmentation preset.
+        mean, std: the per-channel normalisation of ``[0, 1]`` images (``None``: the model
+            normalises its own input, as torchvision's detectors do).
+        native_size: classification: ``(H, W)`` of every stored image when all share one size
+            (in-memory datasets), so equal-sized inputs are not resized.
     """
 
     data: Any
@@ -35,6 +39,9 @@ class DataBundle:
     test: Dataset
     image_size: tuple[int, int] | None
     augment: str
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    native_size: tuple[int, int] | None = None
 
 
 def loader_workers(runtime: Runtime, dataset: Any) -> int:

@@ -21,6 +21,7 @@ import torch
 CONFIG = "config.yaml"
 HISTORY = "history.jsonl"
 METRICS = "metrics.json"
+INFERENCE = "inference.json"  # classes, input size, normalisation: what `predict` needs of the data
 PREDICTIONS = "predictions.csv"
 LOG = "log.txt"
 EXAMPLES = "examples.npz"

@@ -51,7 +51,7 @@ def build_data(config: SegmentConfig) -> DataBundle:
         train=SegmentationBatches(data.train, train_transform, **common),
         val=SegmentationBatches(data.val, eval_transform, keep_masks=True, **common),
         test=SegmentationBatches(data.test, eval_transform, keep_masks=True, **common),
-        image_size=resize or data.image_size, augment=augment,
+        image_size=resize or data.image_size, augment=augment, mean=tuple(mean), std=tuple(std),
     )
 
 

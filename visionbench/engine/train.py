@@ -29,6 +29,7 @@ from visionbench.engine.determinism import capture_rng_state, restore_rng_state,
 from visionbench.engine.distributed import DistInfo, barrier, broadcast_object
 from visionbench.engine.loaders import DataBundle, eval_loader, train_loader
 from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn
+from visionbench.engine.predict import inference_spec, write_inference_spec
 from visionbench.engine.runtime import Runtime, autocast_dtype, resolve_device
 from visionbench.engine.sampling import EpochBatchSampler
 from visionbench.engine.task import task_hooks
@@ -212,6 +213,8 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool) -> 
     log = rundir.RunLog(run_dir / rundir.LOG if dist.is_main else None, quiet=runtime.quiet or not dist.is_main)
     seed_everything(config.seed, deterministic=config.deterministic)
     bundle = build_data(config)
+    if dist.is_main:  # what `visionbench predict` needs, so the run predicts without its training data
+        write_inference_spec(run_dir, inference_spec(config.task, bundle))
     data = bundle.data
     size = f"{bundle.image_size[0]}x{bundle.image_size[1]}" if bundle.image_size else "HxW as stored"
     log(f"data {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
