@@ -38,7 +38,7 @@ from typing import Literal
 
 import torch
 
-from visionbench.quality.full_reference import _check_pair
+from visionbench.quality.full_reference import _check_pair, valid_separable_filter
 
 Reduction = Literal["none", "mean"]
 
@@ -120,27 +120,10 @@ def box_decimate(image: torch.Tensor, f: int) -> torch.Tensor:
     return _box_decimate_dim(rows, f, dim=image.ndim - 1) / (f * f)
 
 
-def _correlate_valid(block: torch.Tensor, weights: list[float]) -> torch.Tensor:
-    """Separable 'valid' correlation of ``(..., h, w)`` with ``outer(weights, weights)``.
-
-    Each pass is a weighted sum of shifted views accumulated in place (float64 ``conv2d`` has no
-    fast CPU kernel; this is ~10x faster).
-    """
-    taps = len(weights)
-    h, w = block.shape[-2] - taps + 1, block.shape[-1] - taps + 1
-    rows = block[..., 0:h, :] * weights[0]
-    for k in range(1, taps):
-        rows.add_(block[..., k : k + h, :], alpha=weights[k])  # (..., h, W)
-    out = rows[..., 0:w] * weights[0]
-    for k in range(1, taps):
-        out.add_(rows[..., k : k + w], alpha=weights[k])  # (..., h, w)
-    return out
-
-
 def _ssim_and_cs_block(bx: torch.Tensor, by: torch.Tensor, weights: list[float], c1: float, c2: float) -> torch.Tensor:
     """``ssim_index_new``'s ``ssim_map`` and ``cs_map`` of one block ``(P, h, w)``: ``(2, P, h - 10, w - 10)``."""
     # mu1 = filter2(win, img1, 'valid'), ..., sigma12 = filter2(win, img1.*img2, 'valid') - mu1_mu2
-    mu1, mu2, e11, e22, e12 = _correlate_valid(torch.stack([bx, by, bx * bx, by * by, bx * by]), weights)
+    mu1, mu2, e11, e22, e12 = valid_separable_filter(torch.stack([bx, by, bx * bx, by * by, bx * by]), weights, weights)
     mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
     sigma1_sq, sigma2_sq, sigma12 = e11 - mu1_sq, e22 - mu2_sq, e12 - mu1_mu2
     # The scripts' branch for C1 > 0 and C2 > 0 (always taken: data_range > 0), same operation order.

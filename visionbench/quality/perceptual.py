@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from visionbench.quality.color import BT601_FULL
-from visionbench.quality.full_reference import _check_pair
+from visionbench.quality.full_reference import _check_pair, valid_separable_filter
 
 Reduction = Literal["none", "mean"]
 
@@ -93,28 +93,12 @@ def _vif_window(size: int) -> list[float]:
     return (weights / weights.sum()).tolist()
 
 
-def _valid_filter(image: torch.Tensor, along_h: list[float], along_w: list[float]) -> torch.Tensor:
-    """Separable correlation without padding ('valid'): ``(..., H, W)`` → ``(..., H - kh + 1, W - kw + 1)``.
-
-    Each 1-D pass is a weighted sum of shifted views accumulated in place: float64 convolution has
-    no fast CPU kernel, and this is ~10× faster than ``conv2d`` here (same values to ~1e-16).
-    """
-    h, w = image.shape[-2] - len(along_h) + 1, image.shape[-1] - len(along_w) + 1
-    rows = image[..., 0:h, :] * along_h[0]
-    for k in range(1, len(along_h)):
-        rows.add_(image[..., k : k + h, :], alpha=along_h[k])  # (..., h, W)
-    out = rows[..., 0:w] * along_w[0]
-    for k in range(1, len(along_w)):
-        out.add_(rows[..., k : k + w], alpha=along_w[k])
-    return out
-
-
 def _vif_scale(
     ref: torch.Tensor, dist: torch.Tensor, window: list[float], sigma_n_sq: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image information sums ``(with distortion, reference only)`` at one scale (``(N, 1, h, w)`` inputs)."""
     n = ref.shape[0]
-    moments = _valid_filter(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist]), window, window)
+    moments = valid_separable_filter(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist]), window, window)
     mu_r, mu_d, e_rr, e_dd, e_rd = moments.split(n)
     # Local variances and covariance; rounding can make a variance slightly negative: clamp at 0.
     var_r = torch.relu(e_rr - mu_r * mu_r)
@@ -181,7 +165,7 @@ def vif_p(
         window = _vif_window(2 ** (VIF_SCALES - scale) + 1)
         if scale > 0:
             # Low-pass with this scale's window, then decimate by 2 (vifp_mscale.m's filter2 'valid' + (1:2:end)).
-            down = _valid_filter(torch.cat([ref, dist]), window, window)[..., ::2, ::2]
+            down = valid_separable_filter(torch.cat([ref, dist]), window, window)[..., ::2, ::2]
             ref, dist = down.split(ref.shape[0])
         with_distortion, reference_only = _vif_scale(ref, dist, window, sigma_n_sq)
         numerator, denominator = numerator + with_distortion, denominator + reference_only
@@ -206,7 +190,7 @@ def _haar_coefficients(luma: torch.Tensor, scales: int) -> list[torch.Tensor]:
         step, box = [1 / k] * (k // 2) + [-1 / k] * (k // 2), [1.0] * k
         before, after = k // 2 - 1, k // 2
         padded = F.pad(luma, (before, after, before, after))
-        out.append(torch.cat([_valid_filter(padded, step, box), _valid_filter(padded, box, step)], dim=1))
+        out.append(torch.cat([valid_separable_filter(padded, step, box), valid_separable_filter(padded, box, step)], dim=1))
     return out
 
 

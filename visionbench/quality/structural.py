@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 
 from visionbench.quality.color import BT601_FULL
-from visionbench.quality.full_reference import _check_pair, gaussian_window
+from visionbench.quality.full_reference import _check_pair, gaussian_window, valid_separable_filter
 
 Reduction = Literal["none", "mean"]
 
@@ -62,24 +62,6 @@ def _ms_ssim_min_size(levels: int = len(MS_SSIM_WEIGHTS)) -> int:
     return (window - 1) * 2 ** (levels - 1) + 1
 
 
-def _filter_valid(plane: torch.Tensor, window: list[float]) -> torch.Tensor:
-    """Separable 'valid' filtering of one ``(H, W)`` plane: ``(H - k + 1, W - k + 1)``.
-
-    Equal (to rounding) to piq's ``conv2d(x, outer(w, w), padding=0)``: its 2-D Gaussian is the
-    outer product of the normalised 1-D one. As in ``full_reference``, each 1-D pass is a weighted
-    sum of shifted views accumulated in place (float64 ``conv2d`` has no fast CPU kernel).
-    """
-    k = len(window)
-    h, w = plane.shape[-2] - k + 1, plane.shape[-1] - k + 1
-    rows = plane[0:h, :] * window[0]
-    for i in range(1, k):
-        rows.add_(plane[i : i + h, :], alpha=window[i])  # (h, W)
-    out = rows[:, 0:w] * window[0]
-    for i in range(1, k):
-        out.add_(rows[:, i : i + w], alpha=window[i])  # (h, w)
-    return out
-
-
 def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, window: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean SSIM and mean contrast-structure over the valid map, per channel: two ``(N, C)``.
 
@@ -90,7 +72,8 @@ def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, window: list[float]) -> tuple
     c1, c2 = K1**2, K2**2
     ssim_means, cs_means = [], []
     for a, b in zip(x.flatten(0, 1), y.flatten(0, 1), strict=True):  # (H, W) planes
-        ux, uy, uxx, uyy, uxy = (_filter_valid(v, window) for v in (a, b, a * a, b * b, a * b))
+        # piq's conv2d(x, outer(w, w), padding=0), separably: its 2-D Gaussian is the outer product of the 1-D one.
+        ux, uy, uxx, uyy, uxy = (valid_separable_filter(v, window, window) for v in (a, b, a * a, b * b, a * b))
         vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
         cs = (2 * vxy + c2) / (vx + vy + c2)
         ssim = (2 * ux * uy + c1) / (ux * ux + uy * uy + c1) * cs
