@@ -27,13 +27,13 @@ from visionbench.data.segmentation_formats import (
     CocoSemanticSegmentation,
     MaskFolderSegmentation,
     SegmentationData,
-    SegmentationSubset,
     VocSegmentation,
     _compressed_counts,
     load_segmentation_data,
     random_split_indices,
 )
 from visionbench.data.shapes import mask_to_rle
+from visionbench.data.splits import DatasetView
 
 # --------------------------------------------------------------------------------------------
 # File helpers
@@ -286,7 +286,7 @@ def test_load_masks_random_split(tmp_path: Path) -> None:
     assert [len(s) for s in (data.train, data.val, data.test)] == [3, 1, 1]
     assert sorted(data.train.ids + data.val.ids + data.test.ids) == sorted(written)
     for split in (data.train, data.val, data.test):
-        assert isinstance(split, Subset) and isinstance(split, SegmentationSubset)
+        assert isinstance(split, Subset) and isinstance(split, DatasetView)
         assert split.classes == data.classes
         for i, name in enumerate(split.ids):
             check_item(split[i], *written[name])

@@ -84,10 +84,6 @@ _MASKS_LAYOUT = (
 SegmentationData = TaskData
 
 
-# A reader's items at some indices, ``ids`` and ``classes`` kept (a ``torch.utils.data.Subset``).
-SegmentationSubset = DatasetView
-
-
 class _SegmentationFiles(Dataset):
     """Shared item logic: decode the image, get the mask from the subclass, check that sizes agree.
 
@@ -621,7 +617,7 @@ def load_segmentation_data(spec: str, *, seed: int = 0, val_fraction: float = 0.
     * ``coco:`` a random split of the file's images.
 
     Returns:
-        A :class:`SegmentationData` of :class:`SegmentationSubset` views (``ids`` kept).
+        A :class:`SegmentationData` of :class:`~visionbench.data.splits.DatasetView` views (``ids`` kept).
 
     Raises:
         ValueError: an unknown spec, bad fractions, an empty training split, or any reader error.
@@ -641,12 +637,12 @@ def load_segmentation_data(spec: str, *, seed: int = 0, val_fraction: float = 0.
     elif kind == "voc" and rest:
         train, pool = VocSegmentation(rest, "train"), VocSegmentation(rest, "val")
         half = (len(pool) + 1) // 2
-        splits = (SegmentationSubset(train, range(len(train))), SegmentationSubset(pool, range(half)),
-                  SegmentationSubset(pool, range(half, len(pool))))
+        splits = (DatasetView(train, range(len(train))), DatasetView(pool, range(half)),
+                  DatasetView(pool, range(half, len(pool))))
     elif kind == "coco" and rest:
         head, sep, images = rest.partition(".json:")  # a ':' inside the path is kept unless it follows ".json"
         dataset = CocoSemanticSegmentation(head + ".json", images or None) if sep else CocoSemanticSegmentation(rest)
-        splits = tuple(SegmentationSubset(dataset, part)
+        splits = tuple(DatasetView(dataset, part)
                        for part in random_split_indices(len(dataset), **fractions))
     else:
         raise ValueError(f"segmentation data spec must be 'masks:PATH', 'voc:PATH' or 'coco:ANNOTATIONS.json[:IMAGES]'; "
@@ -660,7 +656,7 @@ def load_segmentation_data(spec: str, *, seed: int = 0, val_fraction: float = 0.
                             image_size=sizes.pop() if len(sizes) == 1 else None, name=spec, task="segment")
 
 
-def _distinct_sizes(splits: Sequence[SegmentationSubset]) -> set[tuple[int, int]]:
+def _distinct_sizes(splits: Sequence[DatasetView]) -> set[tuple[int, int]]:
     """The distinct ``(H, W)`` of the items of ``splits`` (each dataset's headers read once)."""
     per_dataset: dict[int, list[tuple[int, int]]] = {}
     sizes = set()
@@ -673,21 +669,21 @@ def _distinct_sizes(splits: Sequence[SegmentationSubset]) -> set[tuple[int, int]
 
 
 def _mask_splits(dataset: MaskFolderSegmentation, *, val_fraction: float, test_fraction: float,
-                 seed: int) -> tuple[SegmentationSubset, SegmentationSubset, SegmentationSubset]:
+                 seed: int) -> tuple[DatasetView, DatasetView, DatasetView]:
     """Train/val/test views of a masks folder: the split folders, completed by a random cut of train."""
     if not dataset.split_indices:
         parts = random_split_indices(len(dataset), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-        return tuple(SegmentationSubset(dataset, part) for part in parts)  # type: ignore[return-value]
+        return tuple(DatasetView(dataset, part) for part in parts)  # type: ignore[return-value]
     given = dataset.split_indices
     pool = given["train"]
     train, val, test = random_split_indices(len(pool), val_fraction=0.0 if "val" in given else val_fraction,
                                             test_fraction=0.0 if "test" in given else test_fraction, seed=seed)
     chosen = {"train": [pool[i] for i in train], "val": given.get("val", [pool[i] for i in val]),
               "test": given.get("test", [pool[i] for i in test])}
-    return tuple(SegmentationSubset(dataset, chosen[s]) for s in SPLITS)  # type: ignore[return-value]
+    return tuple(DatasetView(dataset, chosen[s]) for s in SPLITS)  # type: ignore[return-value]
 
 
 __all__ = [
     "IGNORE_INDEX", "VOC_SEGMENTATION_CLASSES", "CocoSemanticSegmentation", "MaskFolderSegmentation",
-    "SegmentationData", "SegmentationSubset", "VocSegmentation", "load_segmentation_data", "random_split_indices",
+    "SegmentationData", "VocSegmentation", "load_segmentation_data", "random_split_indices",
 ]

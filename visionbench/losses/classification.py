@@ -26,9 +26,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-Reduction = Literal["mean", "sum", "none"]
-
-_REDUCTIONS = ("mean", "sum", "none")
+from visionbench.losses.reduction import Reduction, check_reduction
 
 __all__ = [
     "Reduction",
@@ -83,13 +81,6 @@ def _check_labels(target: torch.Tensor, logits: torch.Tensor) -> None:
         raise ValueError(
             f"target contains label {int(bad[0])} but the model has {num_classes} outputs "
             f"(labels must be in [0, {num_classes})); check num_classes or the dataset labels."
-        )
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of {_REDUCTIONS}; got {reduction!r}. Use 'none' for per-sample losses."
         )
 
 
@@ -155,7 +146,7 @@ def cross_entropy(
     """
     _check_logits(logits)
     _check_labels(target, logits)
-    _check_reduction(reduction)
+    check_reduction(reduction, "sample")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}. Typical values are 0.1.")
     weight = _class_weight(weight, logits)
@@ -190,7 +181,7 @@ def multiclass_hinge(
     """
     _check_logits(logits)
     _check_labels(target, logits)
-    _check_reduction(reduction)
+    check_reduction(reduction, "sample")
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2; got {p!r}. Use p=2 for the squared hinge.")
     weight = _class_weight(weight, logits)
@@ -225,7 +216,7 @@ def focal(
     """
     _check_logits(logits)
     _check_labels(target, logits)
-    _check_reduction(reduction)
+    check_reduction(reduction, "sample")
     if not gamma >= 0.0:
         raise ValueError(f"gamma must be >= 0; got {gamma!r}. The paper uses gamma=2.")
     alpha = _class_weight(alpha, logits, name="alpha")
@@ -270,7 +261,7 @@ def binary_cross_entropy(
         The loss: a scalar, or ``[N, K]`` for ``reduction="none"``.
     """
     _check_logits(logits)
-    _check_reduction(reduction)
+    check_reduction(reduction, "sample")
     target = _binary_targets(target, logits)
     weight = _class_weight(weight, logits)
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction=reduction)
@@ -351,7 +342,7 @@ def _probability_error(logits: torch.Tensor, target: torch.Tensor, reduction: Re
     """Validate, then ``softmax(logits) - onehot(target)``, ``[N, K]``."""
     _check_logits(logits)
     _check_labels(target, logits)
-    _check_reduction(reduction)
+    check_reduction(reduction, "sample")
     return logits.softmax(dim=1) - _one_hot(target, logits)
 
 

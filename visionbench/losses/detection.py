@@ -35,13 +35,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 
-Reduction = Literal["mean", "sum", "none"]
-
-_REDUCTIONS = ("mean", "sum", "none")
+from visionbench.losses.reduction import Reduction, check_reduction
 
 __all__ = [
     "DETECTION_LOSSES",
@@ -57,11 +54,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Validation and reduction
 # --------------------------------------------------------------------------------------------
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}. Use 'none' for per-box losses.")
 
 
 def _check_eps(eps: float) -> None:
@@ -204,7 +196,7 @@ def smooth_l1_loss(
         >>> smooth_l1_loss(torch.tensor([[0.5, 2.0]]), torch.zeros(1, 2), reduction="none")
         tensor([[0.1250, 1.5000]])
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "box")
     for name, t in (("input", input), ("target", target)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
@@ -247,7 +239,7 @@ def iou_loss(
     Returns:
         The loss in ``[0, 1]``: a scalar, or ``[N]`` for ``reduction="none"``.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "box")
     _check_eps(eps)
     boxes1, boxes2 = _check_boxes(boxes1, boxes2)
     iou, _ = _iou(boxes1, boxes2, eps)
@@ -276,7 +268,7 @@ def giou_loss(
     Returns:
         The loss in ``[0, 2]``: a scalar, or ``[N]`` for ``reduction="none"``.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "box")
     _check_eps(eps)
     boxes1, boxes2 = _check_boxes(boxes1, boxes2)
     iou, union = _iou(boxes1, boxes2, eps)
@@ -308,7 +300,7 @@ def diou_loss(
     Returns:
         The loss in ``[0, 2)``: a scalar, or ``[N]`` for ``reduction="none"``.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "box")
     _check_eps(eps)
     boxes1, boxes2 = _check_boxes(boxes1, boxes2)
     loss, _ = _diou(boxes1, boxes2, eps)
@@ -339,7 +331,7 @@ def ciou_loss(
     Returns:
         The loss in ``[0, 3)``: a scalar, or ``[N]`` for ``reduction="none"``.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "box")
     _check_eps(eps)
     boxes1, boxes2 = _check_boxes(boxes1, boxes2)
     diou, iou = _diou(boxes1, boxes2, eps)
@@ -377,7 +369,7 @@ def sigmoid_focal_loss(
     Returns:
         The loss: a scalar, or a tensor shaped like ``logits`` for ``reduction="none"``.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "box")
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         got = logits.dtype if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise TypeError(f"logits must be a floating-point torch.Tensor; got {got}. Pass the raw model outputs.")

@@ -19,14 +19,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-Reduction = Literal["mean", "sum", "none"]
-
-_REDUCTIONS = ("mean", "sum", "none")
+from visionbench.losses.reduction import Reduction, check_reduction
 
 __all__ = [
     "SEGMENTATION_LOSSES",
@@ -40,11 +37,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Validation (shared by every loss)
 # --------------------------------------------------------------------------------------------
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}. Use 'none' for per-pixel losses.")
 
 
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
@@ -147,7 +139,7 @@ def pixel_cross_entropy(
         >>> pixel_cross_entropy(torch.zeros(1, 4, 2, 2), torch.tensor([[[0, 1], [2, 255]]]))  # log(4)
         tensor(1.3863)
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "pixel")
     valid = _check_inputs(logits, target, ignore_index)
     weight = _class_vector(weight, logits, name="weight")
     # torch's own kernel for the per-pixel terms; -100 is its "no ignore" default, never a label here.
@@ -196,7 +188,7 @@ def dice_loss(
     Returns:
         The loss in ``[0, 1]`` per class: a scalar, or ``[K]`` for ``reduction="none"``.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "pixel")
     valid = _check_inputs(logits, target, ignore_index)
     if not smooth >= 0.0:
         raise ValueError(f"smooth must be >= 0; got {smooth!r}. Use 0 (smp's default) or 1.")
@@ -246,7 +238,7 @@ def pixel_focal_loss(
     Returns:
         The loss: a scalar, or ``[N, H, W]`` for ``reduction="none"``.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction, "pixel")
     valid = _check_inputs(logits, target, ignore_index)
     if not gamma >= 0.0:
         raise ValueError(f"gamma must be >= 0; got {gamma!r}. The paper uses gamma=2.")
