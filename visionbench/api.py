@@ -143,32 +143,23 @@ def evaluate(
     if task in ("detect", "segment") and run is None:
         if pred is None or gt is None:
             raise ValueError(f"--task {task} evaluates files: give --gt (ground truth) and --pred (predictions), or "
-                             "RUN_DIR (a run of `visionbench train --task {task}`).")
+                             f"RUN_DIR (a run of `visionbench train --task {task}`).")
         return _evaluate_task_files(task, Path(gt), Path(pred), num_classes=num_classes, protocol=protocol,
                                     ignore_index=ignore_index, out=out, quiet=quiet)
     if pred is not None:
         return _evaluate_predictions_file(Path(pred), task=task, num_classes=num_classes, out=out, quiet=quiet)
-    from visionbench.engine import checkpoint as ckpt
     from visionbench.engine.distributed import shutdown_distributed
-    from visionbench.engine.train import build_data, build_model, evaluate_and_write
+    from visionbench.engine.predict import load_run_model
+    from visionbench.engine.train import build_data, evaluate_and_write
 
-    source = rundir.check_run_dir(Path(run))
-    if "pred" in (cfg.load_yaml(source / rundir.CONFIG) or {}):
-        raise ValueError(f"run {str(source)!r} evaluated a predictions file and has no model to re-evaluate; "
-                         "run `visionbench evaluate --pred FILE` again instead.")
-    config = cfg.resolve(source / rundir.CONFIG)
+    source, config, best = _trained_run(Path(run), "re-evaluate; run `visionbench evaluate --pred FILE` again instead")
     if data is not None:
         config = cfg.validate(dataclasses.replace(config, data=data))
-    best = source / rundir.BEST_WEIGHTS
-    if not best.is_file():
-        raise ValueError(f"run {str(source)!r} has no {rundir.BEST_WEIGHTS}: it has not finished an epoch. "
-                         f"Continue it with `visionbench train --resume {source}`.")
     runtime = _runtime(device, workers, quiet)
     try:
         run_dir = _make_run_dir(out, f"eval-{source.name}", runtime.dist)
         bundle = build_data(config)
-        model = build_model(dataclasses.replace(config, weights=None), bundle.data, bundle.image_size)
-        ckpt.load_weights_into(model, ckpt.read_weights(best), str(best))
+        model = load_run_model(best, config, bundle.data, bundle.image_size)
         if runtime.dist.is_main:
             cfg.save_yaml(config, run_dir / rundir.CONFIG)
         log = rundir.RunLog(run_dir / rundir.LOG if runtime.dist.is_main else None, quiet=quiet or not runtime.dist.is_main)
@@ -258,10 +249,7 @@ def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None
     from visionbench.engine.predict import inference_spec, load_run_model, predict_files, read_inference_spec
     from visionbench.engine.train import build_data, resolve_device
 
-    source = rundir.check_run_dir(Path(run))
-    if "pred" in (cfg.load_yaml(source / rundir.CONFIG) or {}):
-        raise ValueError(f"run {str(source)!r} evaluated a predictions file and has no model to predict with.")
-    config = cfg.resolve(source / rundir.CONFIG)
+    source, config, best = _trained_run(Path(run), "predict with")
     paths = _image_paths(inputs)
     torch_device = resolve_device(device)
     # A run's inference.json makes the training data unnecessary; runs made before it rebuild the data.
@@ -269,9 +257,25 @@ def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None
     if spec.task != config.task:
         raise ValueError(f"{str(source / rundir.INFERENCE)!r} is for task {spec.task!r} but the run's {rundir.CONFIG} "
                          f"trains {config.task!r}. Delete {rundir.INFERENCE} to rebuild it from the training data.")
-    model = load_run_model(source, config, spec, torch_device)
+    model = load_run_model(best, config, spec, spec.image_size).to(torch_device)
     return predict_files(config, spec, model, paths, Path(out) if out else source / "predict", device=torch_device,
                          score_threshold=score_threshold)
+
+
+def _trained_run(run: Path, purpose: str) -> tuple[Path, Any, Path]:
+    """``(run_dir, config, best weights)`` of a trained run; an error names what is missing.
+
+    Args:
+        purpose: what the model is for, ending the message about evaluation runs, which have none.
+    """
+    source = rundir.check_run_dir(run)
+    if "pred" in (cfg.load_yaml(source / rundir.CONFIG) or {}):
+        raise ValueError(f"run {str(source)!r} evaluated a predictions file and has no model to {purpose}.")
+    best = source / rundir.BEST_WEIGHTS
+    if not best.is_file():
+        raise ValueError(f"run {str(source)!r} has no {rundir.BEST_WEIGHTS}: it has not finished an epoch. "
+                         f"Continue it with `visionbench train --resume {source}`.")
+    return source, cfg.resolve(source / rundir.CONFIG), best
 
 
 def _image_paths(inputs: list[str | Path]) -> list[Path]:
@@ -393,10 +397,6 @@ class QualityRunResult:
     metrics: dict[str, Any]
     rows: list[dict[str, Any]]
 
-
-
-
-QUALITY_ITEMS = rundir.QUALITY_ITEMS  # per-item CSV of a quality run (the CLI prints it for --csv)
 
 
 def quality(

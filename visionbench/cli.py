@@ -312,12 +312,12 @@ def _run_quality(args: argparse.Namespace) -> None:
                          crop_border=args.crop_border, data_range=args.data_range, resize=args.resize,
                          psnr_cap=_psnr_cap_argument(args.psnr_cap), out=args.out,
                          quiet=args.quiet or args.json or args.csv)
-    if args.json:
-        from visionbench.engine.rundir import metrics_json_text
+    from visionbench.engine.rundir import QUALITY_ITEMS, metrics_json_text
 
+    if args.json:
         print(metrics_json_text(result.metrics))
     elif args.csv:
-        print((result.run_dir / api.QUALITY_ITEMS).read_text(), end="")
+        print((result.run_dir / QUALITY_ITEMS).read_text(), end="")
     else:
         for name in metrics:
             entry = result.metrics[name]

@@ -380,6 +380,20 @@ def test_streaming_updates_equal_one_call(data: tuple[torch.Tensor, torch.Tensor
 
 
 @FAST
+@given(masks(max_images=4))
+def test_update_from_confusion_matrices_equals_update(data: tuple[torch.Tensor, torch.Tensor, int]) -> None:
+    preds, target, k = data
+    direct = SegmentationAccumulator(k)
+    direct.update(preds, target)
+    given_matrices = SegmentationAccumulator(k)
+    given_matrices.update_confusions(per_image_confusion(preds, target, k))
+    assert torch.equal(given_matrices.matrix, direct.matrix)
+    assert torch.equal(given_matrices.image_stats, direct.image_stats)
+    with pytest.raises(ValueError, match=f"integer \\[N, {k}, {k}\\]"):
+        given_matrices.update_confusions(torch.zeros(1, k, k + 1, dtype=torch.int64))
+
+
+@FAST
 @given(masks(max_images=4), st.integers(0, 4))
 def test_merging_halves_equals_whole(data: tuple[torch.Tensor, torch.Tensor, int], cut: int) -> None:
     preds, target, k = data

@@ -12,14 +12,13 @@ from torch import nn
 from visionbench.config import ClassifyConfig
 from visionbench.data import ClassificationData, load_dataset, parse_data_spec
 from visionbench.data.transforms import TransformedDataset, build_preset, normalization_stats, resolve_augment
-from visionbench.engine import checkpoint as ckpt
 from visionbench.engine import rundir
 from visionbench.engine.evaluation import Predictions, classification_report, predict_split
 from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
 from visionbench.losses import create_loss
-from visionbench.models import create_model, model_input_size
+from visionbench.models import model_input_size
 
 
 def build_data(config: ClassifyConfig, data: ClassificationData | None = None) -> DataBundle:
@@ -42,15 +41,6 @@ def build_data(config: ClassifyConfig, data: ClassificationData | None = None) -
         test=TransformedDataset(data.test, eval_preset, seed=config.seed),
         image_size=image_size, augment=augment, mean=tuple(mean), std=tuple(std), native_size=fixed_size,
     )
-
-
-def build_model(config: ClassifyConfig, data: Any, image_size: tuple[int, int]) -> nn.Module:
-    """The registered classifier for ``data`` (a dataset, or a run's ``InferenceSpec``: what has
-    ``num_classes`` and ``in_channels``), with ``--weights`` loaded when given."""
-    model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=image_size[0])
-    if config.weights:
-        ckpt.load_weights_into(model, ckpt.read_weights(config.weights), config.weights)
-    return model
 
 
 def balanced_sample_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -149,10 +139,10 @@ def write_worst_examples(path: Path, test_set: Any, predictions: Predictions, *,
 
 
 HOOKS = TaskHooks(
-    build_data=build_data, build_model=build_model, build_loss=build_loss, parameter_groups=parameter_groups,
+    build_data=build_data, build_loss=build_loss, parameter_groups=parameter_groups,
     sample_weights=sample_weights, batch_loss=batch_loss, validate=validate, evaluate_and_write=evaluate_and_write,
     headline=("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"),
 )
 
-__all__ = ["HOOKS", "balanced_class_weights", "balanced_sample_weights", "build_data", "build_model",
+__all__ = ["HOOKS", "balanced_class_weights", "balanced_sample_weights", "build_data",
            "evaluate_and_write", "write_worst_examples"]

@@ -1,5 +1,5 @@
 """What the detection and segmentation hooks share: their data (generated ``shapes`` held in
-memory), their model builder, and the size of the example images the report shows."""
+memory), their optimizer groups and sampling, and the size of the example images the report shows."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from torch import nn
 from visionbench.config import DetectConfig, SegmentConfig
 from visionbench.data import load_dataset
 from visionbench.data.task_transforms import InMemory
-from visionbench.engine import checkpoint as ckpt
-from visionbench.models import MODELS, create_model
+from visionbench.engine.optim import decay_groups
 
 EXAMPLE_SIDE = 192  # px: side of the report's example tiles
 
@@ -29,15 +28,14 @@ def load_task_data(config: DetectConfig | SegmentConfig) -> Any:
     return data
 
 
-def build_model(config: DetectConfig | SegmentConfig, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
-    """The registered detector (or segmenter) for the classes of ``data`` (a dataset, or a run's
-    ``InferenceSpec``), with ``--weights`` loaded when given; built for ``image_size``, else the
-    model's default size (images of mixed sizes)."""
-    side = image_size[0] if image_size else MODELS.info(config.model)["default_size"]
-    model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=side)
-    if config.weights:
-        ckpt.load_weights_into(model, ckpt.read_weights(config.weights), config.weights)
-    return model
+def parameter_groups(config: DetectConfig | SegmentConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """Weight decay on kernels only (not on norms and biases)."""
+    return decay_groups(model, config.weight_decay)
+
+
+def sample_weights(config: DetectConfig | SegmentConfig, bundle: Any) -> None:
+    """Detection and segmentation draw every image equally often."""
+    return None
 
 
 def fit_example(image: torch.Tensor) -> np.ndarray:

@@ -23,10 +23,9 @@ from visionbench.data.task_transforms import (
     resolve_task_augment,
 )
 from visionbench.engine import rundir
-from visionbench.engine.dense import build_model, fit_example, load_task_data
+from visionbench.engine.dense import fit_example, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
 from visionbench.engine.loaders import DataBundle, eval_loader
-from visionbench.engine.optim import decay_groups
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
 
@@ -53,16 +52,6 @@ def build_data(config: DetectConfig) -> DataBundle:
 
 def build_loss(config: DetectConfig, bundle: DataBundle) -> None:
     """``None``: detectors compute their own losses from the targets."""
-    return None
-
-
-def parameter_groups(config: DetectConfig, model: nn.Module) -> list[dict[str, Any]]:
-    """Weight decay on kernels only (not on norms and biases)."""
-    return decay_groups(model, config.weight_decay)
-
-
-def sample_weights(config: DetectConfig, bundle: DataBundle) -> None:
-    """Detection draws every image equally often."""
     return None
 
 
@@ -236,7 +225,7 @@ def write_worst_detections(path: Path, outputs: list[tuple[int, dict[str, torch.
 
 
 HOOKS = TaskHooks(
-    build_data=build_data, build_model=build_model, build_loss=build_loss, parameter_groups=parameter_groups,
+    build_data=build_data, build_loss=build_loss, parameter_groups=parameter_groups,
     sample_weights=sample_weights, batch_loss=batch_loss, validate=validate, evaluate_and_write=evaluate_and_write,
     headline=("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"),
 )

@@ -11,6 +11,7 @@ training data: on another machine, or after the data has moved.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from visionbench.config import TASKS
 from visionbench.data.folder import read_image_rgb
 from visionbench.data.task_transforms import rescale_boxes
 from visionbench.engine import checkpoint as ckpt
@@ -83,7 +85,7 @@ def _spec_problem(raw: Any) -> str | None:
     """What is wrong with a parsed ``inference.json``, or ``None``."""
     if not isinstance(raw, dict):
         return f"it holds a {type(raw).__name__}, not an object"
-    if raw.get("task") not in ("classify", "detect", "segment"):
+    if raw.get("task") not in TASKS:
         return f"'task' is {raw.get('task')!r}, not classify, detect or segment"
     classes = raw.get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
@@ -144,19 +146,14 @@ class PredictOutput:
     rows: list[dict[str, Any]]
 
 
-def load_run_model(run_dir: Path, config: Any, spec: InferenceSpec, device: torch.device) -> nn.Module:
-    """The run's ``best.safetensors`` in its model (built from ``spec``), on ``device``, in eval mode."""
+def load_run_model(weights: Path, config: Any, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
+    """The run's model for ``data`` (a dataset, or an :class:`InferenceSpec`: what has
+    ``num_classes`` and ``in_channels``) with the run's ``weights`` loaded, in eval mode."""
     from visionbench.engine.train import build_model
 
-    best = run_dir / rundir.BEST_WEIGHTS
-    if not best.is_file():
-        raise ValueError(f"run {str(run_dir)!r} has no {rundir.BEST_WEIGHTS}: it has not finished an epoch. Continue it "
-                         f"with `visionbench train --resume {run_dir}`.")
-    import dataclasses
-
-    model = build_model(dataclasses.replace(config, weights=None), spec, spec.image_size)
-    ckpt.load_weights_into(model, ckpt.read_weights(best), str(best))
-    return model.to(device).eval()
+    model = build_model(dataclasses.replace(config, weights=None), data, image_size)
+    ckpt.load_weights_into(model, ckpt.read_weights(weights), str(weights))
+    return model.eval()
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:

@@ -22,10 +22,9 @@ from visionbench.data.task_transforms import (
 )
 from visionbench.data.transforms import normalization_stats
 from visionbench.engine import rundir
-from visionbench.engine.dense import EXAMPLE_SIDE, build_model, load_task_data
+from visionbench.engine.dense import EXAMPLE_SIDE, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
 from visionbench.engine.loaders import DataBundle, eval_loader
-from visionbench.engine.optim import decay_groups
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
 from visionbench.losses import create_segmentation_loss
@@ -70,16 +69,6 @@ def build_loss(config: SegmentConfig, bundle: DataBundle) -> nn.Module:
     k = bundle.data.num_classes
     weights = balanced_pixel_weights(bundle.data, k, config.ignore_index) if config.class_weights == "balanced" else None
     return create_segmentation_loss(config.loss, class_weights=weights, ignore_index=config.ignore_index)
-
-
-def parameter_groups(config: SegmentConfig, model: nn.Module) -> list[dict[str, Any]]:
-    """Weight decay on kernels only (not on norms and biases)."""
-    return decay_groups(model, config.weight_decay)
-
-
-def sample_weights(config: SegmentConfig, bundle: DataBundle) -> None:
-    """Segmentation draws every image equally often."""
-    return None
 
 
 def batch_loss(trainer: Any, batch: SegmentationBatch, device: torch.device) -> tuple[torch.Tensor, int]:
@@ -128,15 +117,12 @@ def predict_masks(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: to
     return MaskPredictions(out, loss_sum)
 
 
-def _accumulate(outputs: list[tuple[int, torch.Tensor, torch.Tensor]], num_classes: int, ignore_index: int) -> Any:
+def _accumulate(confusions: torch.Tensor, num_classes: int, ignore_index: int) -> Any:
+    """A segmentation accumulator holding the images of ``confusions`` (``[N, K, K]``)."""
     from visionbench.metrics.segmentation import SegmentationAccumulator
 
     accumulator = SegmentationAccumulator(num_classes, ignore_index=ignore_index)
-    for _, predicted, target in outputs:
-        try:
-            accumulator.update(predicted[None], target[None])
-        except ValueError as error:
-            raise ValueError(f"test mask: {error}") from None
+    accumulator.update_confusions(confusions)
     return accumulator
 
 
@@ -148,7 +134,8 @@ def validate(model: nn.Module, loader: Any, trainer: Any, runtime: Runtime, bund
     from visionbench.metrics.classification import UndefinedMetricWarning
 
     predicted = predict_masks(model, loader, runtime, trainer.autocast_dtype, trainer.loss_fn)
-    accumulator = _accumulate(predicted.outputs, bundle.data.num_classes, trainer.loss_fn.ignore_index)
+    k, ignore_index = bundle.data.num_classes, trainer.loss_fn.ignore_index
+    accumulator = _accumulate(per_image_confusions(predicted.outputs, k, ignore_index), k, ignore_index)
     accumulator.sync()
     parts = gather_objects((predicted.loss_sum, len(predicted.outputs)), runtime.dist)
     images = sum(count for _, count in parts)
@@ -171,14 +158,14 @@ def evaluate_and_write(
     local = predict_masks(model, eval_loader(bundle.test, config, runtime), runtime,
                           autocast_dtype(config.amp, runtime.device)).outputs
     outputs = sorted((item for part in gather_objects(local, runtime.dist) for item in part), key=lambda o: o[0])
-    accumulator = _accumulate(outputs, len(classes), config.ignore_index)
+    confusions = per_image_confusions(outputs, len(classes), config.ignore_index)  # once: metrics, npz, worst images
+    accumulator = _accumulate(confusions, len(classes), config.ignore_index)
     report = segmentation_metrics(accumulator, classes=classes, seed=config.seed)
     report["split"] = "test"
 
     def write(run_dir: Path) -> None:
         ids = bundle.data.test.ids
         write_mask_pngs(run_dir / MASKS_DIR, [(str(ids[i]), predicted) for i, predicted, _ in outputs])
-        confusions = per_image_confusions(outputs, len(classes), config.ignore_index)
         np.savez_compressed(run_dir / PER_IMAGE_CONFUSION, ids=np.array([str(ids[i]) for i, _, _ in outputs], dtype=str),
                             confusion=confusions.numpy())
         write_worst_masks(run_dir / rundir.EXAMPLES, outputs, confusions, bundle, classes, config.ignore_index)
@@ -193,7 +180,12 @@ def per_image_confusions(outputs: list[tuple[int, torch.Tensor, torch.Tensor]], 
     masks, and used to rank the worst images."""
     from visionbench.metrics.segmentation import per_image_confusion
 
-    matrices = [per_image_confusion(p, t, num_classes, ignore_index=ignore_index)[0] for _, p, t in outputs]
+    matrices = []
+    for _, predicted, target in outputs:
+        try:
+            matrices.append(per_image_confusion(predicted, target, num_classes, ignore_index=ignore_index)[0])
+        except ValueError as error:
+            raise ValueError(f"test mask: {error}") from None
     return torch.stack(matrices) if matrices else torch.zeros(0, num_classes, num_classes, dtype=torch.int64)
 
 
@@ -293,7 +285,7 @@ def _colour_names(count: int) -> list[str]:
 
 
 HOOKS = TaskHooks(
-    build_data=build_data, build_model=build_model, build_loss=build_loss, parameter_groups=parameter_groups,
+    build_data=build_data, build_loss=build_loss, parameter_groups=parameter_groups,
     sample_weights=sample_weights, batch_loss=batch_loss, validate=validate, evaluate_and_write=evaluate_and_write,
     headline=("mIoU", "fwIoU", "pixel_accuracy", "mean_class_accuracy", "dice_mean", "mIoU_per_image"),
 )

@@ -1,7 +1,7 @@
 """What differs between tasks, as a small record of functions the one training loop calls.
 
 :mod:`visionbench.engine.train` knows nothing of labels, boxes or masks: it asks the task for its
-data, model, loss, the loss of a batch, the validation numbers of an epoch and the test-split
+data, loss, the loss of a batch, the validation numbers of an epoch and the test-split
 outputs. Each task module (:mod:`~visionbench.engine.classify`, :mod:`~visionbench.engine.detect`,
 :mod:`~visionbench.engine.segment`) provides these as plain functions in a :class:`TaskHooks`.
 """
@@ -20,7 +20,6 @@ class TaskHooks:
 
     Attributes:
         build_data: ``(config) -> DataBundle``: the splits, wrapped as batch datasets.
-        build_model: ``(config, data, image_size) -> nn.Module`` with ``config.weights`` loaded.
         build_loss: ``(config, bundle) -> nn.Module | None`` (``None``: the model returns its losses).
         parameter_groups: ``(config, model) -> params or groups`` for the optimizer.
         sample_weights: ``(config, bundle) -> Tensor | None``: training sampling weights.
@@ -32,7 +31,6 @@ class TaskHooks:
     """
 
     build_data: Callable[..., Any]
-    build_model: Callable[..., Any]
     build_loss: Callable[..., Any]
     parameter_groups: Callable[..., Any]
     sample_weights: Callable[..., Any]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from visionbench.config import AnyConfig
+from visionbench.config import TASKS, AnyConfig
 from visionbench.engine import NonFiniteLossError, rundir
 from visionbench.engine import checkpoint as ckpt
 from visionbench.engine.determinism import capture_rng_state, restore_rng_state, seed_everything
@@ -33,6 +33,7 @@ from visionbench.engine.predict import inference_spec, write_inference_spec
 from visionbench.engine.runtime import Runtime, autocast_dtype, resolve_device
 from visionbench.engine.sampling import EpochBatchSampler
 from visionbench.engine.task import task_hooks
+from visionbench.models import MODELS, create_model
 
 __all__ = ["DataBundle", "Runtime", "build_data", "build_model", "build_trainer", "fit", "resolve_device"]
 
@@ -43,8 +44,14 @@ def build_data(config: AnyConfig) -> DataBundle:
 
 
 def build_model(config: AnyConfig, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
-    """The registered model for this task and data, with ``--weights`` loaded when given."""
-    return task_hooks(config.task).build_model(config, data, image_size)
+    """The registered model (of any task) for the classes of ``data`` (a dataset, or a run's
+    ``InferenceSpec``: what has ``num_classes`` and ``in_channels``), with ``--weights`` loaded
+    when given; built for ``image_size``, else the model's default size (images of mixed sizes)."""
+    side = image_size[0] if image_size else MODELS.info(config.model)["default_size"]
+    model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=side)
+    if config.weights:
+        ckpt.load_weights_into(model, ckpt.read_weights(config.weights), config.weights)
+    return model
 
 
 # ----------------------------------------------------------------------------------- loop state
@@ -80,6 +87,7 @@ class Trainer:
     ema: ModelEMA | None
     autocast_dtype: torch.dtype | None
     batch_loss: Callable[..., tuple[torch.Tensor, int]]  # the task's: (trainer, batch, device) -> (loss, samples)
+    sample_weights: torch.Tensor | None  # training sampling weights (fixed for the run), None: uniform
 
 
 def state_dict(trainer: Trainer, progress: Progress, config: AnyConfig) -> dict[str, Any]:
@@ -148,9 +156,8 @@ def train_epoch(
     run_dir: Path, bar: tqdm,
 ) -> None:
     """The rest of epoch ``progress.epoch``, checkpointing every ``config.checkpoint_every`` steps."""
-    weights = task_hooks(config.task).sample_weights(config, bundle)
     loader = train_loader(bundle, config, runtime, epoch=progress.epoch, start_batch=progress.step_in_epoch,
-                          sample_weights=weights)
+                          sample_weights=trainer.sample_weights)
     trainer.model.train()
     for batch in loader:
         try:
@@ -258,7 +265,8 @@ def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, w
     amp_dtype = autocast_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEMA(model, config.ema_decay) if config.ema else None
-    return Trainer(model, model, loss_fn, optimizer, scheduler, scaler, ema, amp_dtype, hooks.batch_loss)
+    return Trainer(model, model, loss_fn, optimizer, scheduler, scaler, ema, amp_dtype, hooks.batch_loss,
+                   hooks.sample_weights(config, bundle))
 
 
 def run_epochs(
@@ -401,7 +409,7 @@ def format_metrics(report: dict[str, Any]) -> str:
     """The test metrics as a short human table."""
     lines = [f"test metrics ({report['num_samples']} samples, 95% bootstrap intervals):"]
     task = report.get("task", "classify")
-    headline = task_hooks(task).headline if task in ("classify", "detect", "segment") else None
+    headline = task_hooks(task).headline if task in TASKS else None
     names = headline or [k for k, v in report.items() if isinstance(v, dict) and "value" in v and "ci95" in v]
     for name in names:
         if name not in report:

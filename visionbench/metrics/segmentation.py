@@ -574,7 +574,16 @@ class SegmentationAccumulator:
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: ``preds`` integer ``[N, H, W]`` or logits ``[N, K, H, W]``, ``target``
         ``[N, H, W]`` (``[H, W]`` / ``[K, H, W]`` for one image). See :func:`per_image_confusion`."""
-        matrices = per_image_confusion(preds, target, self.num_classes, ignore_index=self.ignore_index)
+        self.update_confusions(per_image_confusion(preds, target, self.num_classes, ignore_index=self.ignore_index))
+
+    def update_confusions(self, matrices: torch.Tensor) -> None:
+        """Add images given by their confusion matrices, integer ``[N, K, K]`` (rows: target), as
+        :func:`per_image_confusion` returns them: for a caller that needs the matrices too."""
+        k = self.num_classes
+        if matrices.ndim != 3 or tuple(matrices.shape[1:]) != (k, k) or matrices.is_floating_point():
+            raise ValueError(f"matrices must be integer [N, {k}, {k}] per-image confusion matrices; got "
+                             f"{matrices.dtype} {tuple(matrices.shape)}. Use per_image_confusion to make them.")
+        matrices = matrices.long()
         self.matrix += matrices.sum(dim=0).cpu()
         self._image_stats.append(torch.stack(_class_counts(matrices), dim=1).cpu())
 
