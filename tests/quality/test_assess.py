@@ -97,6 +97,25 @@ def test_tensors_profiles_channels_and_crop() -> None:
     assert 0 < row["ms_ssim"] < 1 and 0 < row["gmsd"] < 1 and every.pooled["gmsd"]["higher_is_better"] is False
 
 
+def test_ffmpeg_profile_psnr_and_mse_do_not_depend_on_the_other_metrics() -> None:
+    import torch
+
+    from visionbench.quality import assess
+    from visionbench.quality.catalog import QUALITY_METRICS, ffmpeg_scores
+
+    reference = data.astronaut()[:120, :136]
+    distorted = np.clip(reference + np.random.default_rng(5).normal(0, 12, reference.shape), 0, 255).astype(np.uint8)
+    x, y = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None] for a in (reference, distorted))
+    full = ffmpeg_scores(x, y, 255.0)  # one pass, SSIM included: FFmpeg's psnr and ssim filters together
+    for metrics in (("psnr", "ssim"), ("psnr",), ("mse",), ("gmsd",)):
+        row = assess(x, y, metrics=metrics, profile="ffmpeg").rows[0]
+        assert row["mse"] == float(full["mse_avg"][0]), metrics
+        if "psnr" in metrics:
+            assert row["psnr"] == float(full["psnr_avg"][0])
+    assert torch.equal(QUALITY_METRICS["mse"].function("ffmpeg")(x, y, 255.0), full["mse_avg"])
+    assert torch.equal(QUALITY_METRICS["psnr"].function("ffmpeg")(x, y, 255.0), full["psnr_avg"])
+
+
 def test_bad_settings_say_what_to_do() -> None:
     import torch
 

@@ -85,11 +85,25 @@ def ffmpeg_scores(x: torch.Tensor, y: torch.Tensor, r: float) -> dict[str, torch
     return ffmpeg_frame_scores(planes_x, planes_y, max_value=int(r), names=[chr(ord("A") + i) for i in range(len(planes_x))])
 
 
+def ffmpeg_psnr_scores(x: torch.Tensor, y: torch.Tensor, r: float) -> dict[str, torch.Tensor]:
+    """FFmpeg's ``mse_avg`` and ``psnr_avg`` alone (its psnr filter), without the SSIM pass of
+    :func:`ffmpeg_scores`: the same exact integer sums, weighted and added in the same plane order,
+    so the values are equal to its bit."""
+    from visionbench.quality.ffmpeg import plane_weights, psnr_ffmpeg_db, psnr_ffmpeg_plane_mse
+
+    planes_x, planes_y = _planes(x), _planes(y)
+    mse_avg = torch.zeros(x.shape[0], dtype=torch.float64)
+    for weight, a, b in zip(plane_weights([tuple(p.shape[1:]) for p in planes_x]), planes_x, planes_y, strict=True):
+        mse_avg += psnr_ffmpeg_plane_mse(a, b) * weight
+    return {"mse_avg": mse_avg, "psnr_avg": psnr_ffmpeg_db(mse_avg, max_value=int(r))}
+
+
 def _ffmpeg(key: str) -> MetricFunction:
-    """One of :func:`ffmpeg_scores`' values as a metric function."""
+    """One of :func:`ffmpeg_scores`' values as a metric function (PSNR and MSE without the SSIM pass)."""
+    scores = ffmpeg_psnr_scores if key in ("mse_avg", "psnr_avg") else ffmpeg_scores
 
     def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-        return ffmpeg_scores(x, y, r)[key]
+        return scores(x, y, r)[key]
 
     call.__name__ = call.__qualname__ = f"ffmpeg.{key}"
     return call
@@ -104,7 +118,9 @@ QUALITY_METRICS: dict[str, QualityMetric] = {m.name: m for m in (
                    "ffmpeg": _ffmpeg("ssim_All")}),
     QualityMetric("ms_ssim", True, "multi-scale SSIM (Wang et al. 2003), 5 scales",
                   {"skimage": _lazy("structural", "ms_ssim"), "matlab": _lazy("matlab", "ms_ssim_matlab")}),
-    QualityMetric("mse", False, "mean squared error, in the data range's units squared", {ANY_PROFILE: _lazy("full_reference", "mse", with_range=False)}),
+    QualityMetric("mse", False, "mean squared error, in the data range's units squared",
+                  {"skimage": _lazy("full_reference", "mse", with_range=False),
+                   "matlab": _lazy("full_reference", "mse", with_range=False), "ffmpeg": _ffmpeg("mse_avg")}),
     QualityMetric("mae", False, "mean absolute error, in the data range's units", {ANY_PROFILE: _lazy("full_reference", "mae", with_range=False)}),
     QualityMetric("gmsd", False, "gradient magnitude similarity deviation (Xue et al. 2014)", {ANY_PROFILE: _lazy("structural", "gmsd")}),
     QualityMetric("vif_p", True, "pixel-domain visual information fidelity (Sheikh & Bovik 2006)",
@@ -147,13 +163,15 @@ def measure_pair(x: torch.Tensor, y: torch.Tensor, data_range: float, functions:
     Under the ``ffmpeg`` profile, PSNR, SSIM and the MSE come from one pass over the integer
     planes (:func:`~visionbench.quality.ffmpeg.ffmpeg_frame_scores`), as in FFmpeg, where the two
     filters share the decoded frames; this is what keeps a 1080p video near real time. The MSE is
-    then FFmpeg's whichever metrics are asked for, so its value never depends on the others.
+    then FFmpeg's whichever metrics are asked for, so its value never depends on the others; without
+    SSIM only FFmpeg's PSNR sums are taken (:func:`ffmpeg_psnr_scores`, the same values).
     """
     values: dict[str, float] = {}
-    if profile == "ffmpeg" and functions.keys() & {"psnr", "ssim", "mse"}:
-        scores = ffmpeg_scores(x, y, data_range)
-        values.update(ssim=float(scores["ssim_All"][0]), psnr=float(scores["psnr_avg"][0]),
-                      mse=float(scores["mse_avg"][0]))
+    if profile == "ffmpeg":
+        scores = ffmpeg_scores(x, y, data_range) if "ssim" in functions else ffmpeg_psnr_scores(x, y, data_range)
+        values.update(psnr=float(scores["psnr_avg"][0]), mse=float(scores["mse_avg"][0]))
+        if "ssim_All" in scores:
+            values["ssim"] = float(scores["ssim_All"][0])
     else:
         from visionbench.quality.full_reference import mean_difference, psnr_db_of_mse
 

@@ -64,14 +64,18 @@ def to_channel(image: torch.Tensor, channel: Channel, *, data_range: float) -> t
         return image  # luma already (e.g. a video's stored Y plane): keep its integer samples
     planes = image.double()
     if channel == "y":
-        return _weighted_sum(planes, BT601_FULL)
+        return weighted_sum(planes, BT601_FULL)
     normalised = planes / data_range
     weights = BT601_STUDIO if planes.shape[1] == 3 else (sum(BT601_STUDIO),)
-    return (_weighted_sum(normalised, weights) + BT601_STUDIO_OFFSET) * (data_range / 255.0)
+    return (weighted_sum(normalised, weights) + BT601_STUDIO_OFFSET) * (data_range / 255.0)
 
 
-def _weighted_sum(planes: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
-    """``Σ w_c · plane_c`` over the channel axis, keeping it (``(N, 1, H, W)``)."""
+def weighted_sum(planes: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
+    """``Σ w_c · plane_c`` over the channel axis, keeping it (``(N, 1, H, W)``).
+
+    The terms are added in channel order, one at a time, so every caller that converts to luma
+    with it gets the same bits (e.g. ``weighted_sum(rgb, BT601_FULL)`` for full-range Y).
+    """
     out = planes[:, 0:1] * weights[0]
     for index in range(1, len(weights)):
         out = out + planes[:, index : index + 1] * weights[index]

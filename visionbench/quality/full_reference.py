@@ -186,7 +186,9 @@ def mean_ssim_per_channel(x: torch.Tensor, y: torch.Tensor, *, data_range: float
                 count = min(strip, rows_out - top)
                 xs, ys = (v[image, plane, top : top + count + 2 * radius] for v in (x, y))
                 moments = _strip_moments(xs, ys, buffers)
-                filtered = _valid_gaussian(moments, window, buffers)
+                filtered = valid_separable_filter(moments, window, window,
+                                                  rows_out=None if buffers is None else buffers.vertical,
+                                                  out=None if buffers is None else buffers.horizontal)
                 scratch = None if buffers is None else buffers.product[:count]
                 total = total + _ssim_sum(*filtered, c1, c2, scratch=scratch)
             means.append(total / (rows_out * (w - 2 * radius)))
@@ -249,13 +251,6 @@ def valid_separable_filter(image: torch.Tensor, along_h: Sequence[float], along_
     for k in range(1, len(along_w)):
         result.add_(rows[..., k : k + w], alpha=along_w[k])  # (..., h, w)
     return result
-
-
-def _valid_gaussian(moments: torch.Tensor, window: list[float], buffers: _StripBuffers | None) -> torch.Tensor:
-    """:func:`valid_separable_filter` with the Gaussian ``window`` both ways, into the strip buffers."""
-    if buffers is None:
-        return valid_separable_filter(moments, window, window)
-    return valid_separable_filter(moments, window, window, rows_out=buffers.vertical, out=buffers.horizontal)
 
 
 def _ssim_terms(ux: torch.Tensor, uy: torch.Tensor, sum_sq: torch.Tensor, uxy: torch.Tensor, c1: float,

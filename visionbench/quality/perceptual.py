@@ -31,8 +31,6 @@ Reduction = Literal["none", "mean"]
 
 # VIFp (piq/vif.py): 4 scales; the eps that guards divisions and masks variances is fixed, not dtype-dependent.
 VIF_SCALES, VIF_MIN_SIZE, VIF_EPS = 4, 41, 1e-8
-# RGB -> luminance weights, BT.601 (piq/vif.py: Y = 0.299 R + 0.587 G + 0.114 B).
-LUMA = BT601_FULL
 # RGB -> YIQ (piq/functional/colour_conversion.py, rgb2yiq), rows Y, I, Q.
 YIQ = ((0.299, 0.587, 0.114), (0.5959, -0.2746, -0.3213), (0.2115, -0.5227, 0.3112))
 # FSIM constants (Zhang et al. 2011, piq/fsim.py): similarity stabilisers T1..T4, chroma exponent lambda.
@@ -159,7 +157,8 @@ def vif_p(
     """
     ref, dist = _prepare(x, y, data_range, reduction, "VIFp", VIF_MIN_SIZE)
     if ref.shape[1] == 3:
-        ref, dist = _rgb_to(ref, (LUMA,)), _rgb_to(dist, (LUMA,))  # (N, 1, H, W)
+        # BT.601 luminance, as piq/vif.py: Y = 0.299 R + 0.587 G + 0.114 B.
+        ref, dist = _rgb_to(ref, (BT601_FULL,)), _rgb_to(dist, (BT601_FULL,))  # (N, 1, H, W)
     numerator = denominator = torch.zeros(ref.shape[0], dtype=torch.float64, device=ref.device)
     for scale in range(VIF_SCALES):
         window = _vif_window(2 ** (VIF_SCALES - scale) + 1)

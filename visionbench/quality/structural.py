@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from visionbench.quality.color import BT601_FULL
+from visionbench.quality.color import BT601_FULL, weighted_sum
 from visionbench.quality.full_reference import _check_pair, gaussian_window, valid_separable_filter
 
 Reduction = Literal["none", "mean"]
@@ -27,7 +27,6 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 K1, K2 = 0.01, 0.03
 # Xue et al. 2014 (GMSD.m: T = 170 on [0, 255] data); on [0, 1] data that is 170 / 255².
 GMSD_T = 170 / 255**2
-# ITU-R BT.601 luma weights: the first row of piq's RGB -> YIQ matrix, the only row gmsd uses.
 
 
 def _check_reduction(reduction: str) -> None:
@@ -180,8 +179,7 @@ def _luminance(image: torch.Tensor) -> torch.Tensor:
     """``(N, 1, H, W)``: the image itself if gray, else BT.601 ``Y = .299 R + .587 G + .114 B``."""
     if image.shape[1] == 1:
         return image
-    r, g, b = BT601_FULL
-    return r * image[:, 0:1] + g * image[:, 1:2] + b * image[:, 2:3]
+    return weighted_sum(image, BT601_FULL)  # piq's rgb2yiq first row, the only one gmsd uses
 
 
 def _halve_zero(image: torch.Tensor) -> torch.Tensor:
