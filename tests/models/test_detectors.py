@@ -23,16 +23,6 @@ TORCHVISION = ("fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn", "
                "fcos_resnet50_fpn", "ssd300_vgg16", "ssdlite320_mobilenet_v3_large")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    # ResNet-50 / VGG-16 on a shared 2-core machine: one intra-op thread avoids OpenMP spin-waiting
-    # against other processes (as tests/models/test_registry.py does).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def two_images(generator: torch.Generator) -> list[Tensor]:
     return [torch.rand(3, 64, 64, generator=generator), torch.rand(3, 48, 64, generator=generator)]
 

@@ -16,16 +16,6 @@ from visionbench.models import MODELS, create_model, list_models, model_input_si
 NUM_CLASSES = 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    # Big models on a shared 2-core machine: one intra-op thread avoids OpenMP spin-waiting
-    # against other processes (several times faster under load, about equal when idle).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def forward_backward(model: nn.Module, batch: int, channels: int, size: tuple[int, int]) -> None:
     x = torch.randn(batch, channels, *size)
     logits = model(x)

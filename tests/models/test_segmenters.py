@@ -32,16 +32,6 @@ K = 5  # not the torchvision default of 21, not shapes' 4: checks that num_class
 CHEAP = ("unet_small", "lraspp_mobilenet_v3_large")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> object:
-    # ResNet-50 on a shared 2-core machine: one intra-op thread avoids OpenMP spin-waiting against
-    # other processes (as tests/models/test_registry.py does).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def check_logits(logits: object, n: int, k: int, h: int, w: int) -> None:
     assert isinstance(logits, torch.Tensor), f"expected a tensor, got {type(logits).__name__}"
     assert logits.shape == (n, k, h, w), f"got {tuple(logits.shape)}, expected {(n, k, h, w)}"

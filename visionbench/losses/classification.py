@@ -220,15 +220,28 @@ def focal(
     if not gamma >= 0.0:
         raise ValueError(f"gamma must be >= 0; got {gamma!r}. The paper uses gamma=2.")
     alpha = _class_weight(alpha, logits, name="alpha")
-    log_p = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)  # [N]
+    return _reduce(_softmax_focal(logits, target, gamma, alpha), reduction)
+
+
+def _softmax_focal(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float, alpha: torch.Tensor | None
+) -> torch.Tensor:
+    """Unreduced ``-alpha_y (1 - p)**gamma log p`` with ``p = softmax(logits, dim=1)`` at ``target``.
+
+    Shared by :func:`focal` (``[N, K]`` logits, ``[N]`` labels) and the segmentation focal loss
+    (``[N, K, H, W]`` logits, ``[N, H, W]`` labels); returns the shape of ``target``. Inputs are
+    already checked: every label indexes a class.
+    """
+    log_p = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
     loss = -log_p
     if gamma != 0.0:
-        # Clamp keeps the gradient of (1-p)**gamma finite for gamma < 1 when p rounds to 1.
+        # 1 - p from expm1 stays accurate as p -> 1; the clamp keeps the gradient of
+        # (1 - p)**gamma finite for gamma < 1 when p rounds to 1.
         one_minus_p = (-torch.expm1(log_p)).clamp(min=torch.finfo(log_p.dtype).tiny)
         loss = one_minus_p.pow(gamma) * loss
     if alpha is not None:
         loss = alpha[target] * loss
-    return _reduce(loss, reduction)
+    return loss
 
 
 # --------------------------------------------------------------------------------------------

@@ -100,6 +100,15 @@ def _check_boxes(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tens
     return boxes1, boxes2
 
 
+def _checked_boxes(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float, reduction: Reduction
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The IoU family's checks: ``reduction``, ``eps``, then the boxes; return the boxes upcast."""
+    check_reduction(reduction, "box")
+    _check_eps(eps)
+    return _check_boxes(boxes1, boxes2)
+
+
 def _reduce(loss: torch.Tensor, reduction: Reduction) -> torch.Tensor:
     """Mean/sum/none; the mean of an empty tensor is 0 (torchvision's IoU losses), kept in the graph."""
     if reduction == "mean":
@@ -239,9 +248,7 @@ def iou_loss(
     Returns:
         The loss in ``[0, 1]``: a scalar, or ``[N]`` for ``reduction="none"``.
     """
-    check_reduction(reduction, "box")
-    _check_eps(eps)
-    boxes1, boxes2 = _check_boxes(boxes1, boxes2)
+    boxes1, boxes2 = _checked_boxes(boxes1, boxes2, eps, reduction)
     iou, _ = _iou(boxes1, boxes2, eps)
     return _reduce(1 - iou, reduction)
 
@@ -268,9 +275,7 @@ def giou_loss(
     Returns:
         The loss in ``[0, 2]``: a scalar, or ``[N]`` for ``reduction="none"``.
     """
-    check_reduction(reduction, "box")
-    _check_eps(eps)
-    boxes1, boxes2 = _check_boxes(boxes1, boxes2)
+    boxes1, boxes2 = _checked_boxes(boxes1, boxes2, eps, reduction)
     iou, union = _iou(boxes1, boxes2, eps)
     enclosing_w, enclosing_h = _enclosing_wh(boxes1, boxes2)
     area_c = enclosing_w * enclosing_h
@@ -300,9 +305,7 @@ def diou_loss(
     Returns:
         The loss in ``[0, 2)``: a scalar, or ``[N]`` for ``reduction="none"``.
     """
-    check_reduction(reduction, "box")
-    _check_eps(eps)
-    boxes1, boxes2 = _check_boxes(boxes1, boxes2)
+    boxes1, boxes2 = _checked_boxes(boxes1, boxes2, eps, reduction)
     loss, _ = _diou(boxes1, boxes2, eps)
     return _reduce(loss, reduction)
 
@@ -331,9 +334,7 @@ def ciou_loss(
     Returns:
         The loss in ``[0, 3)``: a scalar, or ``[N]`` for ``reduction="none"``.
     """
-    check_reduction(reduction, "box")
-    _check_eps(eps)
-    boxes1, boxes2 = _check_boxes(boxes1, boxes2)
+    boxes1, boxes2 = _checked_boxes(boxes1, boxes2, eps, reduction)
     diou, iou = _diou(boxes1, boxes2, eps)
     v = (4 / math.pi**2) * (_aspect_angle(boxes2) - _aspect_angle(boxes1)) ** 2
     with torch.no_grad():

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from visionbench.losses.classification import _class_weight, _softmax_focal
 from visionbench.losses.reduction import Reduction, check_reduction
 
 __all__ = [
@@ -75,20 +76,6 @@ def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int 
     return valid
 
 
-def _class_vector(values: torch.Tensor | None, logits: torch.Tensor, *, name: str) -> torch.Tensor | None:
-    """Check a per-class vector ``[K]`` and move it to the dtype and device of ``logits``."""
-    if values is None:
-        return None
-    num_classes = logits.shape[1]
-    if not isinstance(values, torch.Tensor) or values.shape != (num_classes,):
-        got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-        raise ValueError(
-            f"{name} must be a tensor of shape [K] = [{num_classes}], one value per class; got {got}. "
-            "Build it with one entry per model output."
-        )
-    return values.to(device=logits.device, dtype=logits.dtype)
-
-
 def _safe_target(target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Labels with ignored pixels set to class 0, so they can index; ``valid`` masks them later."""
     return torch.where(valid, target, torch.zeros_like(target)).long()
@@ -101,6 +88,65 @@ def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Te
     keeps the gradient 0 rather than ``0 * inf``.
     """
     return numerator / denominator.clamp(min=torch.finfo(numerator.dtype).tiny)
+
+
+def _check_dice_args(smooth: float, eps: float) -> None:
+    """Raise unless ``smooth >= 0`` and ``eps > 0``."""
+    if not smooth >= 0.0:
+        raise ValueError(f"smooth must be >= 0; got {smooth!r}. Use 0 (smp's default) or 1.")
+    if not eps > 0.0:
+        raise ValueError(f"eps must be > 0; got {eps!r}. smp uses 1e-7.")
+
+
+# --------------------------------------------------------------------------------------------
+# Loss bodies on checked inputs: the public losses check, then call these, so that
+# ce_dice_loss validates the mask (a full pass and a device sync) only once for both terms.
+# ``valid`` is _check_inputs' mask and ``safe`` is _safe_target(target, valid).
+# --------------------------------------------------------------------------------------------
+
+
+def _cross_entropy_body(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    safe: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int | None,
+    reduction: Reduction,
+) -> torch.Tensor:
+    """:func:`pixel_cross_entropy` on checked inputs (``weight`` already from ``_class_weight``)."""
+    # torch's own kernel for the per-pixel terms; -100 is its "no ignore" default, never a label here.
+    torch_ignore = -100 if ignore_index is None else ignore_index
+    if reduction != "mean":
+        return F.cross_entropy(logits, target, weight=weight, ignore_index=torch_ignore, reduction=reduction)
+    total = F.cross_entropy(logits, target, weight=weight, ignore_index=torch_ignore, reduction="sum")
+    pixel_weight = valid.to(logits.dtype) if weight is None else weight[safe] * valid
+    return _safe_divide(total, pixel_weight.sum())
+
+
+def _dice_body(
+    logits: torch.Tensor,
+    valid: torch.Tensor,
+    safe: torch.Tensor,
+    smooth: float,
+    eps: float,
+    reduction: Reduction,
+) -> torch.Tensor:
+    """:func:`dice_loss` on checked inputs."""
+    num_classes = logits.shape[1]
+    mask = valid[:, None].to(logits.dtype)  # [N, 1, H, W]
+    # log_softmax().exp() as smp: the same probabilities, better behaved gradients at extremes.
+    probs = logits.log_softmax(dim=1).exp() * mask  # [N, K, H, W]
+    onehot = F.one_hot(safe, num_classes).permute(0, 3, 1, 2).to(logits.dtype) * mask
+    dims = (0, 2, 3)  # the batch and every pixel: one Dice per class
+    intersection = (probs * onehot).sum(dims)  # [K]
+    cardinality = (probs + onehot).sum(dims)  # [K]
+    dice = (2.0 * intersection + smooth) / (cardinality + smooth).clamp_min(eps)
+    present = onehot.sum(dims) > 0  # [K]
+    loss = (1.0 - dice) * present.to(logits.dtype)
+    if reduction == "mean":
+        return loss.mean()
+    return loss.sum() if reduction == "sum" else loss
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,15 +187,9 @@ def pixel_cross_entropy(
     """
     check_reduction(reduction, "pixel")
     valid = _check_inputs(logits, target, ignore_index)
-    weight = _class_vector(weight, logits, name="weight")
-    # torch's own kernel for the per-pixel terms; -100 is its "no ignore" default, never a label here.
-    torch_ignore = -100 if ignore_index is None else ignore_index
-    if reduction != "mean":
-        return F.cross_entropy(logits, target, weight=weight, ignore_index=torch_ignore, reduction=reduction)
-    total = F.cross_entropy(logits, target, weight=weight, ignore_index=torch_ignore, reduction="sum")
+    weight = _class_weight(weight, logits, name="weight")
     safe = _safe_target(target, valid)
-    pixel_weight = valid.to(logits.dtype) if weight is None else weight[safe] * valid
-    return _safe_divide(total, pixel_weight.sum())
+    return _cross_entropy_body(logits, target, valid, safe, weight, ignore_index, reduction)
 
 
 def dice_loss(
@@ -190,24 +230,8 @@ def dice_loss(
     """
     check_reduction(reduction, "pixel")
     valid = _check_inputs(logits, target, ignore_index)
-    if not smooth >= 0.0:
-        raise ValueError(f"smooth must be >= 0; got {smooth!r}. Use 0 (smp's default) or 1.")
-    if not eps > 0.0:
-        raise ValueError(f"eps must be > 0; got {eps!r}. smp uses 1e-7.")
-    num_classes = logits.shape[1]
-    mask = valid[:, None].to(logits.dtype)  # [N, 1, H, W]
-    # log_softmax().exp() as smp: the same probabilities, better behaved gradients at extremes.
-    probs = logits.log_softmax(dim=1).exp() * mask  # [N, K, H, W]
-    onehot = F.one_hot(_safe_target(target, valid), num_classes).permute(0, 3, 1, 2).to(logits.dtype) * mask
-    dims = (0, 2, 3)  # the batch and every pixel: one Dice per class
-    intersection = (probs * onehot).sum(dims)  # [K]
-    cardinality = (probs + onehot).sum(dims)  # [K]
-    dice = (2.0 * intersection + smooth) / (cardinality + smooth).clamp_min(eps)
-    present = onehot.sum(dims) > 0  # [K]
-    loss = (1.0 - dice) * present.to(logits.dtype)
-    if reduction == "mean":
-        return loss.mean()
-    return loss.sum() if reduction == "sum" else loss
+    _check_dice_args(smooth, eps)
+    return _dice_body(logits, valid, _safe_target(target, valid), smooth, eps, reduction)
 
 
 def pixel_focal_loss(
@@ -242,17 +266,8 @@ def pixel_focal_loss(
     valid = _check_inputs(logits, target, ignore_index)
     if not gamma >= 0.0:
         raise ValueError(f"gamma must be >= 0; got {gamma!r}. The paper uses gamma=2.")
-    alpha = _class_vector(alpha, logits, name="alpha")
-    safe = _safe_target(target, valid)
-    log_q = F.log_softmax(logits, dim=1).gather(1, safe[:, None]).squeeze(1)  # [N, H, W]
-    loss = -log_q
-    if gamma != 0.0:
-        # 1 - q from expm1 stays accurate as q -> 1; the clamp keeps (1 - q)**gamma's gradient
-        # finite for gamma < 1 when q rounds to 1.
-        one_minus_q = (-torch.expm1(log_q)).clamp(min=torch.finfo(log_q.dtype).tiny)
-        loss = one_minus_q.pow(gamma) * loss
-    if alpha is not None:
-        loss = alpha[safe] * loss
+    alpha = _class_weight(alpha, logits, name="alpha")
+    loss = _softmax_focal(logits, _safe_target(target, valid), gamma, alpha)  # [N, H, W]
     # where(), not a product: an ignored pixel's terms are finite, but a product would still
     # route 0 * its gradient; where() gives it exactly 0.
     loss = torch.where(valid, loss, torch.zeros_like(loss))
@@ -293,8 +308,15 @@ def ce_dice_loss(
     for name, value in (("ce_weight", ce_weight), ("dice_weight", dice_weight)):
         if not value >= 0.0:
             raise ValueError(f"{name} must be >= 0; got {value!r}. Use 1.0 for the usual equal weighting.")
-    ce = pixel_cross_entropy(logits, target, weight=class_weights, ignore_index=ignore_index)
-    dice = dice_loss(logits, target, smooth=smooth, ignore_index=ignore_index)
+    # Check once and share the mask and safe target between both terms; the checks run in the
+    # order pixel_cross_entropy then dice_loss would run them, so errors are unchanged.
+    valid = _check_inputs(logits, target, ignore_index)
+    weight = _class_weight(class_weights, logits, name="weight")
+    eps = 1e-7  # dice_loss's default
+    _check_dice_args(smooth, eps)
+    safe = _safe_target(target, valid)
+    ce = _cross_entropy_body(logits, target, valid, safe, weight, ignore_index, "mean")
+    dice = _dice_body(logits, valid, safe, smooth, eps, "mean")
     return ce_weight * ce + dice_weight * dice
 
 
