@@ -32,6 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from visionbench.data.shapes import load_shapes  # noqa: E402
+from visionbench.engine.optim import decay_groups  # noqa: E402
 from visionbench.metrics.detection import DetectionEvaluator  # noqa: E402
 from visionbench.models.detectors import TinyFCOS  # noqa: E402
 
@@ -100,9 +101,7 @@ def main() -> None:
     model = TinyFCOS(len(data.classes), **eval(args.model))  # noqa: S307 (a development script's own flag)
     print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; {args}")
 
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = decay_groups(model, args.weight_decay)
     if args.optimizer == "sgd":
         optimizer = torch.optim.SGD(groups, lr=args.lr, momentum=0.9, nesterov=True)
     else:

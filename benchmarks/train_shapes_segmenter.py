@@ -39,6 +39,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from visionbench.data.shapes import load_shapes  # noqa: E402
+from visionbench.engine.optim import decay_groups  # noqa: E402
 from visionbench.losses.segmentation import ce_dice_loss, pixel_cross_entropy  # noqa: E402
 from visionbench.metrics.segmentation import SegmentationAccumulator  # noqa: E402
 from visionbench.models.segmenters import UNet  # noqa: E402
@@ -120,10 +121,7 @@ def main() -> None:
           f"batch {args.batch}, lr {args.lr}, wd {args.weight_decay}, loss {args.loss}, epochs {args.epochs}, "
           f"threads {torch.get_num_threads()}")
     # No weight decay on BN parameters and biases (the usual AdamW recipe, e.g. timm's param_groups_weight_decay).
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    optimizer = torch.optim.AdamW(decay_groups(model, args.weight_decay), lr=args.lr)
     steps_per_epoch = math.ceil(len(train_x) / args.batch)
     total = steps_per_epoch * args.epochs
     warmup = max(1, round(args.warmup * total))

@@ -696,8 +696,7 @@ def read_detection(spec: str, *, split: str | None = None) -> DetectionDataset:
     """
     kind, _, rest = spec.partition(":")
     if kind == "coco" and rest:
-        head, sep, images = rest.partition(".json:")  # a ':' inside the path is kept unless it follows ".json"
-        return CocoDetection(head + ".json", images or None) if sep else CocoDetection(rest)
+        return CocoDetection(*coco_spec_paths(rest))
     if kind == "voc" and rest:
         return VocDetection(rest, split or "trainval")
     if kind == "yolo" and rest:
@@ -865,6 +864,13 @@ def write_coco_results(predictions: Iterable[Mapping[str, Any]], path: str | os.
     return len(rows)
 
 
+def coco_spec_paths(rest: str) -> tuple[str, str | None]:
+    """``(annotations JSON, images folder or None)`` of the part of a ``coco:`` spec after the
+    prefix: a ``:`` inside the path is kept unless it follows ``.json``."""
+    head, sep, images = rest.partition(".json:")
+    return (head + ".json", images or None) if sep else (rest, None)
+
+
 def _voc_id(file_name: str) -> str:
     return Path(file_name).with_suffix("").as_posix()
 
@@ -1017,7 +1023,7 @@ def convert(src_spec: str, dst_format: Format, out_dir: str | os.PathLike[str], 
 
 __all__ = [
     "CLAMP_TOLERANCE", "VOC_CLASSES", "CocoDetection", "DetectionAnnotations", "DetectionDataset", "DetectionRecord",
-    "VocDetection", "YoloDetection", "convert", "read_detection", "record_target", "write_coco_ground_truth",
+    "VocDetection", "YoloDetection", "coco_spec_paths", "convert", "read_detection", "record_target", "write_coco_ground_truth",
     "write_coco_results", "write_voc", "write_yolo",
 ]
 
@@ -1038,11 +1044,11 @@ def load_detection_data(spec: str, *, seed: int = 0, val_fraction: float = 0.1, 
     Args:
         spec: ``"coco:ANNOTATIONS.json[:IMAGES]"``, ``"voc:ROOT"`` or ``"yolo:DATA.yaml"``.
     """
-    kind = spec.partition(":")[0]
+    kind, _, rest = spec.partition(":")
     if kind == "yolo":
         train = read_detection(spec, split="train")
         val = read_detection(spec, split="val")
-        data_yaml = _read_yaml(Path(spec.partition(":")[2]))
+        data_yaml = _read_yaml(Path(rest))
         if data_yaml.get("test"):
             test = read_detection(spec, split="test")
         else:
@@ -1051,7 +1057,5 @@ def load_detection_data(spec: str, *, seed: int = 0, val_fraction: float = 0.1, 
     else:
         pool = read_detection(spec)
         train, val, test = random_split_views(pool, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-        pool_classes = pool.classes
-    classes = train.classes if kind == "yolo" else pool_classes
-    return TaskData(train=train, val=val, test=test, classes=list(classes), in_channels=3, image_size=None, name=spec,
+    return TaskData(train=train, val=val, test=test, classes=list(train.classes), in_channels=3, image_size=None, name=spec,
                     task="detect")

@@ -52,6 +52,7 @@ from visionbench.data.detection_formats import (
     _read_lines,
     _require_files,
     _unique_names,
+    coco_spec_paths,
 )
 from visionbench.data.folder import _check_fractions, read_image_rgb
 from visionbench.data.masks import largest_mask_value, read_mask
@@ -640,8 +641,7 @@ def load_segmentation_data(spec: str, *, seed: int = 0, val_fraction: float = 0.
         splits = (DatasetView(train, range(len(train))), DatasetView(pool, range(half)),
                   DatasetView(pool, range(half, len(pool))))
     elif kind == "coco" and rest:
-        head, sep, images = rest.partition(".json:")  # a ':' inside the path is kept unless it follows ".json"
-        dataset = CocoSemanticSegmentation(head + ".json", images or None) if sep else CocoSemanticSegmentation(rest)
+        dataset = CocoSemanticSegmentation(*coco_spec_paths(rest))
         splits = tuple(DatasetView(dataset, part)
                        for part in random_split_indices(len(dataset), **fractions))
     else:

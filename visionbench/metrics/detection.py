@@ -813,19 +813,22 @@ def _first_scores(sel: _Selection, w: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def _accumulate_coco(prep: _Prepared, weights: np.ndarray | None, *, with_scores: bool = True
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``precision [T, R, K, A, M]``, ``recall [T, K, A, M]`` and ``scores`` as ``COCOeval.accumulate``.
+def _accumulate_coco(prep: _Prepared, weights: np.ndarray | None, *, summary_only: bool = False
+                     ) -> list[tuple[np.ndarray | None, np.ndarray, np.ndarray | None]]:
+    """``COCOeval.accumulate``: per maxDets, ``(precision [T, R, K, A], recall [T, K, A], scores)``.
 
     ``weights`` (``int64 [N]``, optional) repeats each image that many times (a bootstrap
     resample); copies of one detection are adjacent in the order, which gives the same curves as
-    weighted counts.
+    weighted counts. With ``summary_only`` only what the 12 numbers read is computed: recall at
+    every maxDets and precision at the largest (the other entries are ``None``), which is what
+    makes bootstrap resamples cheap.
     """
     npig = _gt_totals(prep, weights)
     rows = _recall_rows(npig)
-    parts = [_accumulate_selection(prep, sel, weights, npig, rows, with_scores) for sel in _selections(prep)]
-    return tuple(None if p[0] is None else np.stack(p, axis=-1)  # type: ignore[return-value]
-                 for p in zip(*parts, strict=True))
+    selections = _selections(prep)
+    last = len(selections) - 1
+    return [_accumulate_selection(prep, sel, weights, npig, rows, not summary_only,
+                                  with_precision=not summary_only or m == last) for m, sel in enumerate(selections)]
 
 
 def _selections(prep: _Prepared) -> list[_Selection]:
@@ -833,17 +836,6 @@ def _selections(prep: _Prepared) -> list[_Selection]:
     if not prep.cache:
         prep.cache.update({m: _selection(prep, sel) for m, sel in enumerate(prep.selections)})
     return [prep.cache[m] for m in range(len(prep.selections))]
-
-
-def _coco_stats(prep: _Prepared, weights: np.ndarray | None) -> dict[str, float]:
-    """The 12 COCO numbers alone: recall for every maxDets, precision for the largest only (all
-    the summary reads), which is what makes bootstrap resamples cheap."""
-    npig = _gt_totals(prep, weights)
-    rows = _recall_rows(npig)
-    selections = _selections(prep)
-    parts = [_accumulate_selection(prep, sel, weights, npig, rows, False, with_precision=m == len(selections) - 1)
-             for m, sel in enumerate(selections)]
-    return _summarize(parts[-1][0], np.stack([p[1] for p in parts], axis=-1))  # type: ignore[arg-type]
 
 
 def _voc_curves(prep: _Prepared, weights: np.ndarray | None, eleven_point: bool
@@ -1249,7 +1241,8 @@ class DetectionEvaluator:
         if self.voc:
             ap, _ = _voc_curves(prep, weights, self.protocol == "voc07")
             return {"AP50": _mean_valid(ap)}
-        return _coco_stats(prep, weights)
+        parts = _accumulate_coco(prep, weights, summary_only=True)
+        return _summarize(parts[-1][0], np.stack([p[1] for p in parts], axis=-1))  # type: ignore[arg-type]
 
     @staticmethod
     def _weights(image_weights: Any, prep: _Prepared) -> np.ndarray | None:
@@ -1288,7 +1281,7 @@ class DetectionEvaluator:
             out["pr_curves"] = {"recall": [c[0] for c in curves], "precision": [c[1] for c in curves]}
             out["at_threshold"] = _at_threshold(prep, npig, self.score_threshold, VOC_IOU_THRESHOLD)
         else:
-            precision, recall, scores = _accumulate_coco(prep, None)
+            precision, recall, scores = (np.stack(p, axis=-1) for p in zip(*_accumulate_coco(prep, None), strict=True))
             out.update(coco_summarize(precision, recall))
             out["per_class_AP"] = np.array([_mean_valid(precision[:, :, c, 0, -1]) for c in range(k)])
             out["per_class_AP50"] = np.array([_mean_valid(precision[0, :, c, 0, -1]) for c in range(k)])

@@ -20,6 +20,7 @@ import heapq
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,9 @@ import numpy as np
 import yaml
 
 from visionbench.engine import rundir
+from visionbench.engine.rundir import EXAMPLES, REPORT
 from visionbench.report import html, plots
 
-REPORT = "report.html"
-EXAMPLES = "examples.npz"
 # Shown as headline cards when present, in this order (classification, detection, segmentation).
 HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "AP", "AP50", "mIoU", "dice_mean")
 MAX_MISTAKES = 20  # rows of the most-confident-mistakes table read from predictions.csv
@@ -69,6 +69,11 @@ class RunFiles:
     metrics: dict[str, Any] | None
     predictions: PredictionSummary | None
     examples: dict[str, np.ndarray] | None
+
+    @property
+    def task(self) -> str:
+        """The task recorded in ``metrics.json`` (``"classify"`` when absent)."""
+        return (self.metrics or {}).get("task", "classify")
 
     @property
     def classes(self) -> list[str]:
@@ -247,7 +252,7 @@ def _per_class_section(files: RunFiles) -> Section | str:
     per_class = (files.metrics or {}).get("per_class")
     if not per_class:
         return f"Per-class precision, recall and F1: no 'per_class' in {rundir.METRICS}."
-    task = (files.metrics or {}).get("task", "classify")
+    task = files.task
     if task != "classify":  # detection and segmentation: a table of whatever per-class lists there are
         columns = [n for n, v in per_class.items() if isinstance(v, list)]
         count = max((len(per_class[n]) for n in columns), default=0)
@@ -284,28 +289,23 @@ def _curve_section(files: RunFiles, key: str, score_key: str, anchor: str, title
     return anchor, title, html.note(_curve_note(curves, score_key)) + html.image(draw(curves), title)
 
 
-def _classify_only(files: RunFiles) -> bool:
-    return (files.metrics or {}).get("task", "classify") == "classify"
-
-
 def _roc_section(files: RunFiles) -> Section | str:
-    if not _classify_only(files):
+    if files.task != "classify":
         return ""  # detection and segmentation have no ROC curves: nothing to say is missing
     return _curve_section(files, "roc_curve", "auc", "roc", "ROC curves", plots.roc_curves)
 
 
 def _pr_section(files: RunFiles) -> Section | str:
-    if (files.metrics or {}).get("task") == "segment":
+    if files.task == "segment":
         return ""
-    if (files.metrics or {}).get("task") == "detect":
-        title = "Per class at IoU 0.5 (COCO's 101 recall points; legend: AP50)"
-        return _curve_section(files, "pr_curve", "ap", "pr", "Precision–recall curves",
-                              lambda curves: plots.pr_curves(curves, title=title))
-    return _curve_section(files, "pr_curve", "ap", "pr", "Precision–recall curves", plots.pr_curves)
+    draw = plots.pr_curves
+    if files.task == "detect":
+        draw = partial(plots.pr_curves, title="Per class at IoU 0.5 (COCO's 101 recall points; legend: AP50)")
+    return _curve_section(files, "pr_curve", "ap", "pr", "Precision–recall curves", draw)
 
 
 def _calibration_section(files: RunFiles) -> Section | str:
-    if not _classify_only(files):
+    if files.task != "classify":
         return ""
     reliability = (files.metrics or {}).get("reliability")
     if not reliability:
