@@ -1,5 +1,6 @@
 # visionbench: `make demo` runs the main job, `make test` runs the test suite.
-# Both create .venv and install visionbench into it (editable, with the dev extras).
+# Both create .venv and install visionbench into it (editable, with the dev extras: the test tools and
+# oracles, and [all], every optional feature: video, tensorboard, coco).
 
 PYTHON ?= python3
 VENV := .venv

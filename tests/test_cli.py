@@ -155,17 +155,17 @@ def test_list_prints_the_registered_names(what, expected):
     assert code == 0, err
     names = listed_names(out)
     assert expected <= set(names)
-    if what != "losses":  # losses: classification's, then segmentation's, each sorted
+    if what != "losses":  # losses: classification's, then detection's, then segmentation's, each sorted
         assert names == sorted(names)
 
 
 def test_list_matches_the_registries():
     from visionbench.data import DATASETS
-    from visionbench.losses import LOSSES, SEGMENTATION_LOSSES
+    from visionbench.losses import DETECTION_LOSSES, LOSSES, SEGMENTATION_LOSSES
     from visionbench.models import MODELS
 
     for what, names in (("models", MODELS.names()), ("datasets", DATASETS.names()),
-                        ("losses", LOSSES.names() + SEGMENTATION_LOSSES.names())):
+                        ("losses", LOSSES.names() + DETECTION_LOSSES.names() + SEGMENTATION_LOSSES.names())):
         _, out, _ = run_cli(["list", what])
         assert listed_names(out) == names, what
 
@@ -177,6 +177,11 @@ def test_list_names_each_entrys_task():
     assert out.split()[:2] == ["shapes", "detect/segment"]
     _, out, _ = run_cli(["list", "losses", "ce_dice"])
     assert out.split()[:2] == ["ce_dice", "segment"]
+    _, out, _ = run_cli(["list", "losses", "*iou"])
+    assert [line.split()[:3] for line in out.splitlines()] == [[name, "detect", "(box)"] for name in
+                                                               ("ciou", "diou", "giou", "iou")]
+    _, out, _ = run_cli(["list", "losses", "sigmoid_focal"])
+    assert out.split()[:3] == ["sigmoid_focal", "detect", "(class)"]
 
 
 def test_list_models_filters_with_a_pattern():
@@ -297,7 +302,7 @@ def test_train_writes_the_run_directory(trained):
     history = [line for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
     assert len(history) == 1
     record = json.loads(history[0])
-    assert record["epoch"] == 0 and math.isfinite(record["train_loss"])
+    assert record["epoch"] == 1 and math.isfinite(record["train_loss"])  # epochs are numbered from 1
     assert not list(run_dir.rglob("*.tmp")), "a temporary checkpoint file was left behind"
 
 
@@ -307,7 +312,8 @@ def test_saved_config_is_the_resolved_one(trained):
     _, _, _, run_dir = trained
     config = resolve(run_dir / "config.yaml")
     assert (config.data, config.model, config.epochs) == ("digits", "mlp", 1)
-    assert config == resolve(overrides={"data": "digits", "model": "mlp", "epochs": 1})
+    # The batch size left unset is saved as the run settled it (digits: the default 64).
+    assert config == resolve(overrides={"data": "digits", "model": "mlp", "epochs": 1, "batch_size": 64})
 
 
 def test_predictions_csv_recomputes_the_metrics(trained):
@@ -348,9 +354,9 @@ def test_out_that_already_holds_a_run_is_refused(trained):
 def test_resume_with_training_options_is_refused(trained):
     _, _, _, run_dir = trained
     before = (run_dir / "metrics.json").read_bytes()
-    code, out, err = run_cli(["train", "--resume", str(run_dir), "--epochs", "3"])
+    code, out, err = run_cli(["train", "--resume", str(run_dir), "--lr", "0.1"])  # --epochs alone is allowed
     assert code == 2 and out == ""
-    assert "--epochs" in err and "Traceback" not in err
+    assert "--lr" in err and "Traceback" not in err
     assert (run_dir / "metrics.json").read_bytes() == before
 
 
@@ -369,6 +375,28 @@ def test_evaluate_gives_the_training_runs_accuracy(trained, tmp_path):
     _, rows = read_predictions(out_dir / "predictions.csv")
     _, trained_rows = read_predictions(run_dir / "predictions.csv")
     assert [row[:3] for row in rows] == [row[:3] for row in trained_rows]
+
+
+def test_evaluate_on_data_of_another_size_warns_and_uses_the_runs_input_size(trained, tmp_path):
+    from tests.data.test_mnist import make_mnist
+
+    _, _, _, run_dir = trained
+    mnist = make_mnist(tmp_path / "mnist", n_train=20, n_test=10)  # 28x28, the run was trained on 8x8 digits
+    code, out, err = run_cli(["evaluate", str(run_dir), "--data", f"mnist:{mnist}", "--out", str(tmp_path / "e")])
+    assert code == 0, err
+    assert "warning: the images of mnist:" in err and "28x28" in err and "trained on 8x8" in err
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert len(metrics["warnings"]) == 1 and "resized to the model's 8x8 input" in metrics["warnings"][0]
+    assert metrics["num_samples"] == 10
+    from PIL import Image
+
+    for name in ("a", "b", "c"):  # three classes where the run has ten: refused
+        (tmp_path / "three" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / "three" / name / f"{i}.png")
+    code, _, err = run_cli(["evaluate", str(run_dir), "--data", f"folder:{tmp_path / 'three'}", "--out",
+                            str(tmp_path / "e3")])
+    assert code == 2 and "must have the run's 10 classes; got 3" in err
 
 
 def test_python_api_train(tmp_path, trained):

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from visionbench import config as cfg
-from visionbench.config import ClassifyConfig, DetectConfig, SegmentConfig, config_fields, resolve, save_yaml
+from visionbench.config import (
+    ClassifyConfig,
+    DetectConfig,
+    SegmentConfig,
+    config_fields,
+    resolve,
+    save_yaml,
+    settle_batch_size,
+)
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
@@ -42,7 +50,7 @@ def test_defaults_are_the_documented_ones():
     assert config.model == "cnn-small"
     assert config.weights is None
     assert config.epochs == 10
-    assert config.batch_size == 64
+    assert config.batch_size is None and settle_batch_size(config, 10_000) == 64  # unset: 64 on big enough sets
     assert config.lr == pytest.approx(3e-3)
     assert config.optimizer == "adamw"
     assert config.loss == "cross_entropy"
@@ -121,8 +129,10 @@ def test_optional_fields_accept_null(tmp_path):
 
 
 def test_null_for_a_required_field_is_refused(tmp_path):
-    message = error_of(write(tmp_path, "batch_size: null\n"))
-    assert "batch_size" in message
+    message = error_of(write(tmp_path, "epochs: null\n"))
+    assert "epochs" in message
+    # batch_size is not required: null leaves it to the run (the task's default, lowered on small sets).
+    assert resolve(write(tmp_path, "batch_size: null\n")).batch_size is None
 
 
 # ----------------------------------------------------------------------------------- unknown keys
@@ -423,3 +433,31 @@ def test_unknown_task_lists_the_tasks():
 def test_unhashable_task_value_is_a_clear_error(tmp_path):
     message = error_of(write(tmp_path, "task: [classify]\n"))
     assert "task" in message
+
+
+# ----------------------------------------------------------------------------------- detection box loss
+
+
+def test_box_loss_defaults_to_the_models_own_and_is_saved(tmp_path):
+    assert DetectConfig().box_loss == "auto"  # tiny_fcos' own: GIoU
+    config = resolve(overrides={"task": "detect", "box_loss": "ciou"})
+    save_yaml(config, tmp_path / "config.yaml")
+    assert "box_loss: ciou" in (tmp_path / "config.yaml").read_text()
+    assert resolve(tmp_path / "config.yaml").box_loss == "ciou"
+
+
+def test_a_bad_box_loss_names_the_file_and_the_choices(tmp_path):
+    message = error_of(write(tmp_path, "task: detect\nbox_loss: gio\n"))
+    assert "box_loss must be one of ['auto', 'giou', 'diou', 'ciou', 'iou', 'smooth_l1']; got 'gio'" in message
+    assert str(tmp_path / "config.yaml") in message and "Did you mean 'giou'" in message
+
+
+def test_a_box_loss_for_a_model_with_its_own_loss_is_refused(tmp_path):
+    message = error_of(write(tmp_path, "task: detect\nmodel: retinanet_resnet50_fpn\nbox_loss: diou\n"))
+    assert "box_loss must be auto for model 'retinanet_resnet50_fpn'" in message
+    assert str(tmp_path / "config.yaml") in message and "--box-loss applies to tiny_fcos" in message
+    assert resolve(overrides={"task": "detect", "model": "retinanet_resnet50_fpn"}).box_loss == "auto"
+
+
+def test_box_loss_is_an_option_of_detection_only():
+    assert "does not apply to task 'classify'" in error_of(box_loss="giou")

@@ -101,7 +101,7 @@ def test_segmentation_masks_equal_scikit_learn(tmp_path: Path, capsys: pytest.Ca
     truths, preds = _mask_folders(tmp_path)
     Image.fromarray(truths[0]).save(tmp_path / "gt" / "unpaired.png")
     code = cli.main(["evaluate", "--task", "segment", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"),
-                     "--num-classes", "4", "--json", "--out", str(tmp_path / "run")])
+                     "--num-classes", "4", "--allow-partial", "--json", "--out", str(tmp_path / "run")])
     metrics = json.loads(capsys.readouterr().out)
     counted = truths != 255
     t, p = truths[counted].astype(int), preds[counted].astype(int)
@@ -111,6 +111,30 @@ def test_segmentation_masks_equal_scikit_learn(tmp_path: Path, capsys: pytest.Ca
     assert metrics["unpaired"] == {"ground_truth_only": ["unpaired"], "prediction_only": []}
     report = (tmp_path / "run" / "report.html").read_text()
     assert "Per-class metrics" in report and "per-class IoU and Dice" in report and "Confusion matrix" in report
+
+
+def test_segmentation_unpaired_masks_are_refused_or_scored_with_a_loud_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    truths, _ = _mask_folders(tmp_path)
+    for i in range(6, 10):  # four ground-truth masks nobody predicted
+        Image.fromarray(truths[0]).save(tmp_path / "gt" / f"img{i}.png")
+    argv = ["evaluate", "--task", "segment", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"),
+            "--num-classes", "4"]
+    code = cli.main([*argv, "--out", str(tmp_path / "refused")])
+    err = capsys.readouterr().err
+    assert code == 2 and "4 of 10" in err and "'img6'" in err and "--allow-partial" in err
+    assert not (tmp_path / "refused" / "metrics.json").exists()
+
+    Image.fromarray(truths[0]).save(tmp_path / "pred" / "extra.png")  # a prediction without ground truth
+    code = cli.main([*argv, "--allow-partial", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 0 and "6 of 10 images" in err, err
+    assert "warning: scored 6 of 10 ground-truth masks" in err and "'img6', 'img7', 'img8', …" in err
+    assert "warning: 1 predicted masks" in err and "'extra'" in err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["num_samples"] == 6 and metrics["num_ground_truth"] == 10 and len(metrics["warnings"]) == 2
+    assert metrics["unpaired"]["ground_truth_only"] == ["img6", "img7", "img8", "img9"]
+    assert "scored 6 of 10" in (tmp_path / "run" / "report.html").read_text()
 
 
 def test_segmentation_bad_masks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -58,7 +58,7 @@ def test_pred_only_file_with_num_classes_via_cli(tmp_path: Path, capsys: pytest.
 
 @pytest.mark.parametrize(("text", "match"), [
     ("id,label,pred\na,0,x\n", r"p\.csv:2: pred must be a class index"),
-    ("id,label,prob_0,prob_1\na,0,0.5,0.6\n", r"sum"),
+    ("id,label,prob_0,prob_1\na,0,0.5,0.6\n", r"p\.csv:2: probabilities must sum to 1"),
     ("id,label,prob_0,prob_1\na,0,nan,0.5\n", r"p\.csv:2: probabilities must be finite"),
 ])
 def test_bad_files_give_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, match: str) -> None:

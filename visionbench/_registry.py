@@ -9,9 +9,23 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class LazyBuilder:
+    """A builder not imported yet: ``factory`` is ``"package.module:function"`` and
+    ``function(name)`` returns the builder of ``name`` (see :meth:`Registry.register_lazy`)."""
+
+    factory: str
+
+    def resolve(self, name: str) -> Callable[..., Any]:
+        """Import the factory's module and return the builder of ``name``."""
+        module, _, function = self.factory.partition(":")
+        return getattr(importlib.import_module(module), function)(name)
 
 
 @dataclass
@@ -41,6 +55,16 @@ class Registry:
 
         return decorator
 
+    def register_lazy(self, name: str, factory: str, **info: Any) -> None:
+        """Register ``name`` without importing its code: names and metadata (``info``) are listed
+        at once, and ``factory`` (``"module:function"``, ``function(name) -> builder``) is imported
+        by the first :meth:`get` of ``name``. This keeps ``visionbench list`` free of torch and
+        torchvision however many entries there are."""
+        if name in self._builders:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._builders[name] = LazyBuilder(factory)
+        self._info[name] = dict(info)
+
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted registered names matching the shell-style ``pattern`` (e.g. ``"resnet*"``)."""
         return sorted(n for n in self._builders if fnmatch.fnmatchcase(n, pattern))
@@ -54,9 +78,13 @@ class Registry:
         return name in self._builders
 
     def get(self, name: str) -> Callable[..., Any]:
-        """The builder registered as ``name``; a ``ValueError`` with suggestions otherwise."""
+        """The builder registered as ``name`` (imported now if it was registered lazily); a
+        ``ValueError`` with suggestions otherwise."""
         self.check(name)
-        return self._builders[name]
+        builder = self._builders[name]
+        if isinstance(builder, LazyBuilder):
+            builder = self._builders[name] = builder.resolve(name)
+        return builder
 
     def info(self, name: str) -> dict[str, Any]:
         """The metadata given at registration (e.g. a one-line description)."""

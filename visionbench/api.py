@@ -38,17 +38,28 @@ def _runtime(device: str, workers: int | None, quiet: bool) -> Any:
     return Runtime(device=torch_device, workers=workers, quiet=quiet, dist=init_distributed(torch_device))
 
 
-def _make_run_dir(out: str | Path | None, stem: str, dist: Any) -> Path:
-    """``out`` (created), or a fresh ``runs/<stem>-NNN`` chosen by rank 0 and shared with all."""
+def _make_run_dir(out: str | Path | None, stem: str, dist: Any, *, restart_quiet: bool | None = None) -> Path:
+    """``out`` (created), or a fresh ``runs/<stem>-NNN`` chosen by rank 0 and shared with all.
+
+    Args:
+        restart_quiet: training only (not None): an ``out`` holding a run that failed before its first
+            checkpoint is cleared and started over, saying so in its log (quietly: not on stderr).
+    """
     from visionbench.engine.distributed import broadcast_object
 
     if dist.is_main:
         if out is not None:
             path = Path(out)
             path.mkdir(parents=True, exist_ok=True)
-            if (path / rundir.CONFIG).exists():
+            if restart_quiet is not None and rundir.never_checkpointed(path):
+                # Nothing to resume: the retry of a run that failed early (say, on a bad image) starts over.
+                rundir.clear_for_restart(path)
+                rundir.RunLog(path / rundir.LOG, quiet=restart_quiet)(
+                    f"{path} held a run that stopped before its first checkpoint; starting it over")
+            elif (path / rundir.CONFIG).exists():
                 raise ValueError(
-                    f"{str(path)!r} already holds a run. Use --resume {path} to continue it, or another --out."
+                    f"{str(path)!r} already holds a run. Use --resume {path} to continue it (with --epochs N to "
+                    "train a finished run longer), or another --out."
                 )
         else:
             path = rundir.new_run_dir(Path("runs"), stem)
@@ -69,15 +80,18 @@ def train(
             of the task's config (``task="classify"`` by default, ``"detect"`` or ``"segment"``;
             :class:`~visionbench.config.ClassifyConfig`, ``DetectConfig``, ``SegmentConfig``),
             e.g. ``task="detect", epochs=5``.
-        out: the run directory (default: a fresh ``runs/<data>-<model>-NNN``).
+        out: the run directory (default: a fresh ``runs/<data>-<model>-NNN``). One holding a run
+            that stopped before its first checkpoint is started over; one with a checkpoint is refused.
         resume: an existing run directory to continue from its last checkpoint (its saved
-            config is used; ``config``/``overrides`` are not allowed).
+            config is used; of ``overrides`` only ``epochs``, to train to that many epochs, a
+            finished run included, with the LR schedule of a run that long).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         workers: data-loader worker processes (default: 0 for in-memory data, else up to 4).
         quiet: no progress bar or log lines on stderr (``log.txt`` is still written).
 
     Returns:
-        :class:`TrainResult` with ``run_dir`` and ``metrics`` (the ``metrics.json`` content).
+        :class:`TrainResult` with ``run_dir``, ``metrics`` (the ``metrics.json`` content) and the
+        ``config`` as run (``config.yaml``: the batch size chosen when none was given).
 
     Example:
         >>> result = train(data="digits", model="mlp", epochs=2, quiet=True)  # doctest: +SKIP
@@ -85,30 +99,41 @@ def train(
         >>> result.metrics["AP50"]["value"]  # doctest: +SKIP
     """
     from visionbench.engine.distributed import shutdown_distributed
+    from visionbench.engine.threads import apply_threads, restore_threads
     from visionbench.engine.train import fit
 
     if resume is not None:
-        if config is not None or config_file or overrides or out:
-            raise ValueError("--resume continues a run with its saved configuration; drop the other training options.")
+        if config is not None or config_file or set(overrides) - {"epochs"} or out:
+            raise ValueError("--resume continues a run with its saved configuration; drop the other training options "
+                             "(only --epochs may be given, to train longer).")
         run_dir = rundir.check_run_dir(Path(resume))
         config = cfg.resolve(run_dir / rundir.CONFIG)
+        if overrides:  # --epochs N: train to N epochs, a finished run included
+            config = cfg.validate(cfg.merge(config, overrides, "the command line"), "the command line")
     else:
         config = cfg.validate(config) if config is not None else cfg.resolve(config_file, overrides)
     runtime = _runtime(device, workers, quiet)
+    previous_threads = apply_threads(config.threads)  # before any parallel work (see engine/threads.py)
     try:
         if resume is None:
             kind = config.data.partition(":")[0]
-            run_dir = _make_run_dir(out, f"{kind}-{config.model}", runtime.dist)
+            run_dir = _make_run_dir(out, f"{kind}-{config.model}", runtime.dist, restart_quiet=quiet)
             if runtime.dist.is_main:
                 cfg.save_yaml(config, run_dir / rundir.CONFIG)
         try:
-            metrics = fit(config, run_dir, runtime, resume=resume is not None)
+            metrics, config = fit(config, run_dir, runtime, resume=resume is not None,
+                                  extend=resume is not None and bool(overrides))
         except KeyboardInterrupt:
             if runtime.dist.is_main:
                 print(f"\ninterrupted; continue with: visionbench train --resume {run_dir}", file=sys.stderr)
             raise
+        except Exception as error:
+            if runtime.dist.is_main:  # the log says why the run stopped, next to what it did
+                rundir.RunLog(run_dir / rundir.LOG, quiet=True).file(f"stopped: {error}")
+            raise
     finally:
         shutdown_distributed()
+        restore_threads(previous_threads)
     return TrainResult(run_dir=run_dir, metrics=metrics, config=config)
 
 
@@ -116,7 +141,7 @@ def evaluate(
     run: str | Path | None = None, *, pred: str | Path | None = None, task: str = "classify",
     gt: str | Path | None = None, num_classes: int | None = None, protocol: str = "pycocotools",
     ignore_index: int = 255, data: str | None = None, out: str | Path | None = None, device: str = "auto",
-    workers: int | None = None, quiet: bool = False,
+    workers: int | None = None, quiet: bool = False, allow_partial: bool = False,
 ) -> EvaluateResult:
     """Evaluate a trained run on a test split, or the predictions file of any tool.
 
@@ -132,6 +157,8 @@ def evaluate(
             or the number of mask classes (segment; default: the largest index found + 1).
         protocol: detection protocol: ``pycocotools`` (bit-exact), ``coco-fixed``, ``voc07``, ``voc12``.
         ignore_index: the mask value that is not counted (segment).
+        allow_partial: segment: score only the paired masks when some ground-truth masks have no
+            prediction (a warning says how many), instead of refusing.
         data: evaluate ``run`` on this dataset's test split instead of its own (same classes).
         out: the new run directory (default: a fresh ``runs/eval-<name>-NNN``).
 
@@ -145,29 +172,47 @@ def evaluate(
             raise ValueError(f"--task {task} evaluates files: give --gt (ground truth) and --pred (predictions), or "
                              f"RUN_DIR (a run of `visionbench train --task {task}`).")
         return _evaluate_task_files(task, Path(gt), Path(pred), num_classes=num_classes, protocol=protocol,
-                                    ignore_index=ignore_index, out=out, quiet=quiet)
+                                    ignore_index=ignore_index, allow_partial=allow_partial, out=out, quiet=quiet)
     if pred is not None:
         return _evaluate_predictions_file(Path(pred), task=task, num_classes=num_classes, out=out, quiet=quiet)
     from visionbench.engine.distributed import shutdown_distributed
-    from visionbench.engine.predict import load_run_model
+    from visionbench.engine.evaluation import check_evaluation_data
+    from visionbench.engine.inference_spec import inference_spec, read_inference_spec
+    from visionbench.engine.run_model import load_run_model
+    from visionbench.engine.threads import apply_threads, restore_threads
     from visionbench.engine.train import build_data, evaluate_and_write
 
     source, config, best = _trained_run(Path(run), "re-evaluate; run `visionbench evaluate --pred FILE` again instead")
+    trained = read_inference_spec(source) if data is not None else None  # None: a run older than inference.json
     if data is not None:
-        config = cfg.validate(dataclasses.replace(config, data=data))
+        config = cfg.validate(dataclasses.replace(config, data=data, **_run_input_size(config, trained)))
     runtime = _runtime(device, workers, quiet)
+    previous_threads = apply_threads(config.threads)
     try:
         run_dir = _make_run_dir(out, f"eval-{source.name}", runtime.dist)
         bundle = build_data(config)
+        mismatches = check_evaluation_data(trained, inference_spec(config.task, bundle), data) if trained else []
         model = load_run_model(best, config, bundle.data, bundle.image_size)
         if runtime.dist.is_main:
             cfg.save_yaml(config, run_dir / rundir.CONFIG)
         log = rundir.RunLog(run_dir / rundir.LOG if runtime.dist.is_main else None, quiet=quiet or not runtime.dist.is_main)
+        for message in mismatches:  # printed now, and recorded in metrics.json with the results
+            log.warn(message)
         log(f"evaluating {best} on the test split of {config.data}")
         metrics = evaluate_and_write(model.to(runtime.device), config, bundle, run_dir, runtime, log)
     finally:
         shutdown_distributed()
+        restore_threads(previous_threads)
     return EvaluateResult(run_dir=run_dir, metrics=metrics, config=config)
+
+
+def _run_input_size(config: Any, trained: Any) -> dict[str, Any]:
+    """``{"image_size": side}`` so that other data reaches a classifier at the run's own square
+    input size (what its weights expect; as ``predict`` resizes), else nothing."""
+    if trained is None or config.task != "classify" or trained.image_size is None:
+        return {}
+    height, width = trained.image_size
+    return {"image_size": height} if height == width else {}
 
 
 def _evaluate_predictions_file(
@@ -196,7 +241,7 @@ def _write_evaluation(out: str | Path | None, stem: str, config: dict[str, Any],
     import yaml
 
     from visionbench.engine.distributed import DistInfo
-    from visionbench.engine.train import format_metrics, write_report
+    from visionbench.engine.results import format_metrics, write_report
 
     run_dir = _make_run_dir(out, stem, DistInfo())
     (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -205,13 +250,16 @@ def _write_evaluation(out: str | Path | None, stem: str, config: dict[str, Any],
     rundir.write_metrics(run_dir, metrics)
     log = rundir.RunLog(run_dir / rundir.LOG, quiet=quiet)
     log(message)
+    for warning in metrics.get("warnings", []):  # already in metrics.json; said on the console too
+        log.warn(warning)
     log.file(format_metrics(metrics))
     write_report(run_dir, log)
     return EvaluateResult(run_dir=run_dir, metrics=metrics, config=None)  # type: ignore[arg-type]
 
 
 def _evaluate_task_files(task: str, gt: Path, pred: Path, *, num_classes: int | None, protocol: str,
-                         ignore_index: int, out: str | Path | None, quiet: bool) -> EvaluateResult:
+                         ignore_index: int, allow_partial: bool, out: str | Path | None, quiet: bool
+                         ) -> EvaluateResult:
     """Detection or segmentation metrics of another tool's output files, in a new run directory."""
     from tqdm import tqdm
 
@@ -225,10 +273,11 @@ def _evaluate_task_files(task: str, gt: Path, pred: Path, *, num_classes: int | 
         settings: dict[str, Any] = {"protocol": protocol}
     else:
         metrics = evaluate_segmentation_files(gt, pred, num_classes=num_classes, ignore_index=ignore_index,
-                                              progress=progress)
-        settings = {"num_classes": metrics["num_classes"], "ignore_index": ignore_index}
+                                              allow_partial=allow_partial, progress=progress)
+        settings = {"num_classes": metrics["num_classes"], "ignore_index": ignore_index, "allow_partial": allow_partial}
+    scored = f"{metrics['num_samples']} of {metrics.get('num_ground_truth', metrics['num_samples'])} images"
     return _write_evaluation(out, f"eval-{pred.stem}", {"task": task, "gt": str(gt), "pred": str(pred), **settings},
-                             metrics, f"evaluated {pred} against {gt}: {metrics['num_samples']} images", quiet=quiet)
+                             metrics, f"evaluated {pred} against {gt}: {scored}", quiet=quiet)
 
 
 def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None = None, device: str = "auto",
@@ -244,9 +293,13 @@ def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None
     Returns:
         :class:`~visionbench.engine.predict.PredictOutput`: the folder and one row per image
         (classify: class and top-5 probabilities; detect: boxes, classes, scores; segment: the
-        mask file and pixels per class).
+        mask file and pixels per class), and ``warnings`` about inputs far from the size of the
+        run's training images (also printed on stderr).
     """
-    from visionbench.engine.predict import inference_spec, load_run_model, predict_files, read_inference_spec
+    from visionbench.engine.inference_spec import inference_spec, read_inference_spec
+    from visionbench.engine.predict import predict_files
+    from visionbench.engine.run_model import load_run_model
+    from visionbench.engine.threads import torch_threads
     from visionbench.engine.train import build_data, resolve_device
 
     source, config, best = _trained_run(Path(run), "predict with")
@@ -258,8 +311,12 @@ def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None
         raise ValueError(f"{str(source / rundir.INFERENCE)!r} is for task {spec.task!r} but the run's {rundir.CONFIG} "
                          f"trains {config.task!r}. Delete {rundir.INFERENCE} to rebuild it from the training data.")
     model = load_run_model(best, config, spec, spec.image_size).to(torch_device)
-    return predict_files(config, spec, model, paths, Path(out) if out else source / "predict", device=torch_device,
-                         score_threshold=score_threshold)
+    with torch_threads(config.threads):
+        result = predict_files(config, spec, model, paths, Path(out) if out else source / "predict",
+                               device=torch_device, score_threshold=score_threshold)
+    for message in result.warnings:  # inputs unlike the training data: said on the console, and in the rows
+        print(f"warning: {message}", file=sys.stderr)
+    return result
 
 
 def _trained_run(run: Path, purpose: str) -> tuple[Path, Any, Path]:
@@ -432,6 +489,9 @@ def quality(
     (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
         {"task": "quality", "ref": str(ref), "dist": str(dist), **result.settings}, sort_keys=False))
     report = dict(result.pooled, unpaired=result.unpaired)
+    warnings = _unpaired_warnings(result.unpaired, ref, dist)
+    if warnings:
+        report["warnings"] = warnings
     rundir.write_metrics(run_dir, report)
     write_items(run_dir / rundir.QUALITY_ITEMS, result.rows)
     write_examples(run_dir, result.examples)
@@ -445,4 +505,19 @@ def quality(
         f"{ref} and {dist} (profile {settings['profile']}, channel {settings['channel']}, data range "
         f"{settings['data_range']:g}, crop {settings['crop_border']}); {len(result.unpaired['reference_only'])} "
         f"reference-only, {len(result.unpaired['distorted_only'])} distorted-only; wrote {run_dir}")
+    for warning in warnings:
+        log.warn(warning)
     return QualityRunResult(run_dir=run_dir, metrics=report, rows=result.rows)
+
+
+def _unpaired_warnings(unpaired: dict[str, list[str]], ref: str | Path, dist: str | Path) -> list[str]:
+    """One warning per side with files that have no counterpart (a few named): they are not measured."""
+    shown = 3
+    warnings = []
+    for key, here, there in (("reference_only", ref, dist), ("distorted_only", dist, ref)):
+        names = unpaired.get(key, [])
+        if names:
+            listed = ", ".join(repr(n) for n in names[:shown]) + (", …" if len(names) > shown else "")
+            warnings.append(f"{len(names)} image(s) of {here} have no counterpart of the same relative path in {there} "
+                            f"({listed}) and are not measured; check the file names.")
+    return warnings

@@ -16,8 +16,9 @@ from typing import Any
 from visionbench import __version__
 from visionbench.config import CONFIG_CLASSES, TASKS, all_option_fields
 
-_TYPES = {"int": int, "float": float, "str": str}
-_METAVARS = {"int": "N", "float": "X", "str": "NAME", "data": "SPEC", "weights": "FILE"}
+_TYPES = {"int": int, "float": float, "str": str, "int | str": str}  # int | str: the config coerces and checks
+_METAVARS = {"int": "N", "float": "X", "str": "NAME", "int | str": "VALUE", "data": "SPEC", "weights": "FILE",
+             "threads": "N|auto"}
 
 
 def _flag(name: str) -> str:
@@ -52,7 +53,7 @@ def _defaults_text(name: str) -> str:
     """``default: X`` when every task agrees, else ``default: classify X, detect Y, …``; tasks
     without the option are named."""
     fields = _task_fields(name)
-    defaults = {task: f.default for task, f in fields.items()}
+    defaults = {task: f.default if f.metadata.get("unset") is None else f.metadata["unset"] for task, f in fields.items()}
     if name == "task":
         return "default: 'classify'"
     text = (f"default: {next(iter(defaults.values()))!r}" if len(set(map(repr, defaults.values()))) == 1
@@ -117,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "on the test split, and write a run directory. Works unchanged under torchrun (DDP).",
     )
     train.add_argument("--config", metavar="FILE", help="YAML file of training options (flags override it)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint; with --epochs N, "
+                                                            "train it (finished or not) to N epochs")
     _add_config_options(train)
     _add_run_options(train)
 
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ignore-index", type=int, default=255, metavar="V",
                           help="mask value left out of segmentation metrics (default: 255)")
     evaluate.add_argument("--data", help="evaluate RUN_DIR on this dataset's test split instead (same classes)")
+    evaluate.add_argument("--allow-partial", action="store_true",
+                          help="segment: score only the paired masks when some ground-truth masks have no prediction "
+                               "(default: an error listing them)")
     _add_run_options(evaluate)
 
     predict = commands.add_parser(
@@ -217,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_result(result: Any, as_json: bool) -> None:
+    from visionbench.engine.results import format_metrics
     from visionbench.engine.rundir import metrics_json_text
-    from visionbench.engine.train import format_metrics
 
     if as_json:
         print(metrics_json_text(result.metrics))
@@ -233,10 +238,13 @@ def _run_train(args: argparse.Namespace) -> None:
     overrides = {f.name: getattr(args, f.name) for f in all_option_fields() if getattr(args, f.name) is not None}
     quiet = args.quiet or args.json
     if args.resume:
-        if overrides or args.config or args.out:
+        others = [key for key in overrides if key != "epochs"]  # --epochs N trains a run to N epochs
+        if others or args.config or args.out:
             raise ValueError(f"--resume continues {args.resume} with its saved configuration; drop the other "
-                             f"training options ({', '.join(_flag(k) for k in overrides) or '--config/--out'}).")
-        result = api.train(resume=args.resume, device=args.device, workers=args.workers, quiet=quiet)
+                             f"training options ({', '.join(_flag(k) for k in others) or '--config/--out'}); "
+                             "only --epochs N may be given, to train it to N epochs.")
+        result = api.train(resume=args.resume, device=args.device, workers=args.workers, quiet=quiet,
+                           **{key: overrides[key] for key in overrides if key == "epochs"})
     else:
         result = api.train(config_file=args.config, out=args.out, device=args.device, workers=args.workers,
                            quiet=quiet, **overrides)
@@ -254,7 +262,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 
     result = api.evaluate(args.run, pred=args.pred, task=args.task, gt=args.gt, num_classes=args.num_classes,
                           protocol=args.protocol, ignore_index=args.ignore_index, data=args.data, out=args.out,
-                          device=args.device, workers=args.workers, quiet=args.quiet or args.json)
+                          device=args.device, workers=args.workers, quiet=args.quiet or args.json,
+                          allow_partial=args.allow_partial)
     if result_is_main():
         _print_result(result, args.json)
 
@@ -356,9 +365,11 @@ def _run_list(args: argparse.Namespace) -> None:
 
         registries = [(DATASETS, lambda info: "/".join(info["tasks"]))]
     else:
-        from visionbench.losses import LOSSES, SEGMENTATION_LOSSES
+        from visionbench.losses import DETECTION_LOSSES, LOSSES, SEGMENTATION_LOSSES
 
-        registries = [(LOSSES, lambda info: "classify"), (SEGMENTATION_LOSSES, lambda info: "segment")]
+        detect_kinds = {"box": "detect (box)", "classification": "detect (class)"}
+        registries = [(LOSSES, lambda info: "classify"), (DETECTION_LOSSES, lambda info: detect_kinds[info["kind"]]),
+                      (SEGMENTATION_LOSSES, lambda info: "segment")]
     for registry, task_of in registries:
         for name in registry.names(args.pattern):
             info = registry.info(name)
@@ -384,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"train": _run_train, "evaluate": _run_evaluate, "quality": _run_quality, "convert": _run_convert, "compare": _run_compare, "list": _run_list,
                 "predict": _run_predict}
+    from visionbench._extras import MissingExtraError
     from visionbench.engine import NonFiniteLossError
 
     try:
@@ -391,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"visionbench {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
+    except MissingExtraError as error:  # an optional package is missing: the message names its extra
+        print(f"visionbench {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except NonFiniteLossError as error:
         print(f"visionbench {args.command}: error: {_message(error)}", file=sys.stderr)
         return 1

@@ -20,8 +20,19 @@ import yaml
 TASKS = ("classify", "detect", "segment")
 
 
-def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, *, unset: Any = None) -> Any:
+    """A config field; ``unset``: what a ``None`` default stands for until the run settles it
+    (``batch_size``: the task's usual batch, lowered on small training sets)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "unset": unset})
+
+
+# Unless --batch-size is given, a training set too small for MIN_STEPS_PER_EPOCH steps at the task's
+# usual batch gets a smaller batch (see settle_batch_size): 84 images at batch 64 made 2 steps per
+# epoch and a model that predicted one class (issue 11). The run's config.yaml holds the batch used.
+MIN_STEPS_PER_EPOCH = 20
+MIN_AUTO_BATCH_SIZE = 8  # smaller batches make BatchNorm statistics too noisy to choose unasked
+_BATCH_HELP = ("samples per step, per process; when not given, the default is lowered (not below 8) on small training "
+               "sets so that an epoch has at least 20 steps")
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class TrainConfig:
     model: str = _opt("cnn-small", "model name (see `visionbench list models`)")
     weights: str | None = _opt(None, "initial weights: a local .safetensors or .pt state dict")
     epochs: int = _opt(10, "passes over the training split")
-    batch_size: int = _opt(64, "samples per step, per process")
+    batch_size: int | None = _opt(None, _BATCH_HELP, unset=64)
     lr: float = _opt(3e-3, "peak learning rate (reached after warmup)")
     optimizer: str = _opt("adamw", "optimizer", ("sgd", "adam", "adamw"))
     momentum: float = _opt(0.9, "SGD momentum")
@@ -65,6 +76,8 @@ class TrainConfig:
     eval_batch_size: int = _opt(256, "samples per evaluation step")
     val_every: int = _opt(1, "validate every N epochs (and after the last); best checkpoints come from validated epochs")
     deterministic: bool = _opt(True, "deterministic kernels (cuDNN)")
+    threads: int | str = _opt("auto", "CPU threads of the main process: a count N, or auto: OMP_NUM_THREADS if set, "
+                                      "else half the CPU cores (1 to 8), fast also on a busy machine")
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ class DetectConfig(TrainConfig):
     data: str = _opt("shapes", "dataset: shapes | coco:ANNOTATIONS.json[:IMAGES] | voc:PATH | yolo:DATA.yaml")
     model: str = _opt("tiny_fcos", "detector name (see `visionbench list models`)")
     epochs: int = _opt(22, "passes over the training split")
-    batch_size: int = _opt(32, "images per step, per process")
+    batch_size: int | None = _opt(None, _BATCH_HELP.replace("samples", "images", 1), unset=32)
     weight_decay: float = _opt(0.05, "L2 / decoupled weight decay (none on norms and biases)")
     warmup_epochs: float = _opt(1.6, "linear LR warmup length, in epochs")
     clip_grad_norm: float | None = _opt(10.0, "clip the global gradient norm to this value")
@@ -100,6 +113,9 @@ class DetectConfig(TrainConfig):
     score_threshold: float = _opt(0.5, "score at which precision/recall/F1 and the confusion matrix are reported")
     protocol: str = _opt("pycocotools", "evaluation protocol of the test metrics",
                          ("pycocotools", "coco-fixed", "voc07", "voc12"))
+    box_loss: str = _opt("auto", "box regression loss (see `visionbench list losses`): auto keeps the model's own "
+                         "(tiny_fcos: giou); tiny_fcos also takes diou, ciou, iou or smooth_l1",
+                         ("auto", "giou", "diou", "ciou", "iou", "smooth_l1"))
 
 
 # Segmentation defaults: the recipe that trains unet_small to mIoU >= 0.85 on shapes in minutes on
@@ -113,7 +129,7 @@ class SegmentConfig(TrainConfig):
     data: str = _opt("shapes", "dataset: shapes | masks:PATH | voc:PATH | coco:ANNOTATIONS.json[:IMAGES]")
     model: str = _opt("unet_small", "segmenter name (see `visionbench list models`)")
     epochs: int = _opt(17, "passes over the training split")
-    batch_size: int = _opt(16, "images per step, per process")
+    batch_size: int | None = _opt(None, _BATCH_HELP.replace("samples", "images", 1), unset=16)
     lr: float = _opt(5e-3, "peak learning rate (reached after warmup)")
     weight_decay: float = _opt(1e-4, "L2 / decoupled weight decay (none on norms and biases)")
     warmup_epochs: float = _opt(0.5, "linear LR warmup length, in epochs")
@@ -132,6 +148,31 @@ CONFIG_CLASSES: dict[str, type[TrainConfig]] = {
     "classify": ClassifyConfig, "detect": DetectConfig, "segment": SegmentConfig,
 }
 AnyConfig = ClassifyConfig | DetectConfig | SegmentConfig
+
+
+def usual_batch_size(config: AnyConfig) -> int:
+    """The task's batch size when none is given, before :func:`settle_batch_size` lowers it."""
+    return next(f for f in config_fields(type(config)) if f.name == "batch_size").metadata["unset"]
+
+
+def settle_batch_size(config: AnyConfig, train_samples: int, world_size: int = 1) -> int:
+    """The batch size a run of ``config`` on ``train_samples`` training samples uses.
+
+    A given ``batch_size`` is used as given. Unset (``None``), it is the task's usual batch (64
+    classify, 32 detect, 16 segment), lowered when an epoch would have fewer than
+    ``MIN_STEPS_PER_EPOCH`` steps to the largest batch that gives that many, but not below
+    ``MIN_AUTO_BATCH_SIZE``.
+
+    Example:
+        >>> settle_batch_size(ClassifyConfig(), 84), settle_batch_size(ClassifyConfig(), 1258)
+        (8, 64)
+    """
+    if config.batch_size is not None:
+        return config.batch_size
+    usual = usual_batch_size(config)
+    if math.ceil(train_samples / (usual * world_size)) >= MIN_STEPS_PER_EPOCH:
+        return usual
+    return max(MIN_AUTO_BATCH_SIZE, min(usual, train_samples // (MIN_STEPS_PER_EPOCH * world_size)))
 
 
 def config_fields(cls: type = ClassifyConfig) -> list[dataclasses.Field]:
@@ -178,6 +219,12 @@ def _coerce(name: str, value: Any, annotation: str, source: str) -> Any:
     elif base == "str":
         if isinstance(value, str):
             return value
+    elif base == "int | str":  # e.g. threads: a count, or a word such as "auto" (checked by validate)
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"{name} must be an integer or a word; got {value!r} in {source}.")
     raise ValueError(f"{name} must be {base}; got {value!r} in {source}.")
 
 
@@ -192,7 +239,7 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
             raise ValueError(f"{f.name} must be one of {list(choices)}; got {value!r} in {source}.{hint}")
     positive = ("epochs", "batch_size", "eval_batch_size", "lr")
     for name in positive:
-        if getattr(config, name) <= 0:
+        if getattr(config, name) is not None and getattr(config, name) <= 0:  # batch_size None: settled by the run
             raise ValueError(f"{name} must be > 0; got {getattr(config, name)!r} in {source}.")
     checks = [
         ("label_smoothing", 0 <= getattr(config, "label_smoothing", 0) < 1, "in [0, 1)"),
@@ -211,6 +258,8 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
         ("clip_grad_norm", config.clip_grad_norm is None or config.clip_grad_norm > 0, "> 0"),
         ("clip_grad_value", config.clip_grad_value is None or config.clip_grad_value > 0, "> 0"),
         ("momentum", 0 <= config.momentum < 1, "in [0, 1)"),
+        ("threads", config.threads == "auto" or (isinstance(config.threads, int) and config.threads >= 1),
+         "'auto' or an integer >= 1 (e.g. 1)"),
         ("momentum (with --nesterov)", not config.nesterov or (config.optimizer == "sgd" and config.momentum > 0),
          "> 0 with optimizer sgd"),
     ]
@@ -219,6 +268,7 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
             value = eval_name(config, name)
             raise ValueError(f"{name} must be {constraint}; got {value!r} in {source}.")
     _check_names(config)
+    _check_model_options(config, source)
     return config
 
 
@@ -243,11 +293,23 @@ def _check_names(config: TrainConfig) -> None:
         SEGMENTATION_LOSSES.check(config.loss)
 
 
+
+def _check_model_options(config: TrainConfig, source: str) -> None:
+    """The model takes the options the config chooses (``box_loss`` other than ``auto``)."""
+    from visionbench.models._registry import check_model_options
+
+    box_loss = getattr(config, "box_loss", "auto")
+    if box_loss != "auto":
+        check_model_options(config.model, {"box_loss": box_loss}, source)
+
+
 _TASK_NOUNS = {"classify": "classifier", "detect": "detector", "segment": "segmenter"}
 
 
 def eval_name(config: AnyConfig, name: str) -> Any:
     """Value of a field, or of a ``"a + b"`` sum of fields (for error messages)."""
+    if "+" not in name:  # one field, maybe not a number (threads: 'four')
+        return getattr(config, name.split(" ")[0])
     return sum(getattr(config, part.strip().split(" ")[0]) for part in name.split("+"))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from torchvision import tv_tensors
 
@@ -382,6 +383,55 @@ def test_writing_a_second_split_adds_it(tmp_path: Path) -> None:
         write_yolo(other, tmp_path / "y", split="test")
     with pytest.raises(ValueError, match="same classes"):
         write_voc(other, write_voc(src, tmp_path / "v"))
+
+
+def make_coco_squares(root: Path, count: int = 20, side: int = 32) -> Path:
+    """``count`` images of one bright square each, as COCO: enough images to split and train on."""
+    images, anns = [], []
+    for i in range(count):
+        x, y, w = 2 + i % 9, 3 + (5 * i) % 11, 10 + i % 7
+        pixels = np.zeros((side, side, 3), np.uint8)
+        pixels[y:y + w, x:x + w] = (250, 200, 50)
+        Image.fromarray(pixels).save(write_image(root / "images" / f"s{i:02d}.png", (side, side)))
+        images.append({"id": i + 1, "file_name": f"s{i:02d}.png", "width": side, "height": side})
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [x, y, w, w], "area": w * w,
+                     "iscrowd": 0})
+    path = root / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": 1, "name": "gold"}, {"id": 2, "name": "amber"}]}))
+    return path
+
+
+def test_yolo_without_val_is_split_at_random_from_train(tmp_path: Path) -> None:
+    # `convert --to yolo` writes one split (`train:` only); training must still get three splits.
+    from visionbench.data.detection_formats import load_detection_data
+
+    spec = convert(f"coco:{make_coco_squares(tmp_path / 'src')}", "yolo", tmp_path / "yolo")
+    assert "val" not in yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
+    data = load_detection_data(spec, seed=0, val_fraction=0.1, test_fraction=0.2)
+    parts = [list(part.ids) for part in (data.train, data.val, data.test)]
+    assert [len(p) for p in parts] == [14, 2, 4]
+    assert sorted(sum(parts, [])) == [f"s{i:02d}.png" for i in range(20)]  # disjoint, all images used
+    assert [list(p.ids) for p in (load_detection_data(spec, seed=0).val, load_detection_data(spec, seed=0).test)] \
+        == parts[1:]
+    assert list(load_detection_data(spec, seed=1).test.ids) != parts[2]  # split_seed chooses the split
+    # A data.yaml naming train and test (no val): val is drawn from train, test is the file's.
+    write_yolo(CocoDetection(make_coco_squares(tmp_path / "more", count=3)), tmp_path / "yolo", split="test")
+    with_test = load_detection_data(spec, seed=0, val_fraction=0.25)
+    assert (len(with_test.train), len(with_test.val), len(with_test.test)) == (15, 5, 3)
+
+
+def test_train_on_the_output_of_convert_to_yolo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from visionbench import cli
+
+    source = f"coco:{make_coco_squares(tmp_path / 'src')}"
+    assert cli.main(["convert", source, "--to", "yolo", "--out", str(tmp_path / "yolo")]) == 0
+    spec = capsys.readouterr().out.split("wrote ")[-1].strip()
+    code = cli.main(["train", "--task", "detect", "--data", spec, "--epochs", "1", "--batch-size", "7", "--quiet",
+                     "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["task"] == "detect" and metrics["num_samples"] == 4
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits as sklearn_load_digits
 
 from visionbench.data import load_dataset
-from visionbench.data.digits import read_sklearn_digits
+from visionbench.data.digits import DIGITS_FILE, read_digits
 
 
-def test_fast_reader_equals_scikit_learn() -> None:
-    images, targets = read_sklearn_digits()
-    bunch = sklearn_load_digits()
+def test_embedded_file_equals_scikit_learn_exactly() -> None:
+    images, targets = read_digits()
+    bunch = sklearn_load_digits()  # the oracle ([dev] extra only)
+    assert images.dtype == bunch.images.dtype and images.shape == (1797, 8, 8)
     assert np.array_equal(images, bunch.images) and np.array_equal(targets, bunch.target)
+    assert targets.dtype == np.int64
+
+
+def test_embedded_file_is_the_credited_one() -> None:
+    notice = (DIGITS_FILE.parent / "DIGITS_NOTICE.md").read_text()
+    assert hashlib.sha256(DIGITS_FILE.read_bytes()).hexdigest() in notice and "CC BY 4.0" in notice
+    # pyproject.toml's package-data ships both files (checked in tests/test_dependencies.py).
+
+
+def test_loading_digits_imports_neither_scikit_learn_nor_scipy() -> None:
+    code = ("import sys; from visionbench.data import load_dataset; "
+            "load_dataset('digits', seed=0, val_fraction=0.1, test_fraction=0.2); "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_damaged_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must exist"):
+        read_digits(tmp_path / "missing.csv.gz")
+    import gzip
+
+    with gzip.open(tmp_path / "short.csv.gz", "wt") as stream:
+        stream.write("0," * 64 + "3\n")
+    with pytest.raises(ValueError, match=r"shape \(1797, 65\); got \(65,\)"):
+        read_digits(tmp_path / "short.csv.gz")
 
 
 def test_split_is_fixed_stratified_and_disjoint() -> None:

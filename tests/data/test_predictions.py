@@ -71,6 +71,9 @@ def test_npz_with_pickled_objects_is_refused(tmp_path: Path) -> None:
     ("id,label,prob_0,prob_1\na,1,nan,0.5\n", r"p\.csv:2: probabilities must be finite"),
     ("id,label,prob_0,prob_1\na,1,1.5,0.5\n", r"p\.csv:2: .*softmax"),
     ("id,label,prob_0,prob_1\na,3,0.5,0.5\n", r"p\.csv:2: label 3 is outside the 2 classes"),
+    ("id,label,prob_0,prob_1\na,1,0.5,0.5\nb,0,0.3,0.3\n", r"p\.csv:3: probabilities must sum to 1 .*got 0\.6"),
+    ("id,label,prob_0,prob_1\na,1,-0.5,1.5\n", r"p\.csv:2: probabilities must be finite and in \[0, 1\]; got -0\.5"),
+    ("id,label,prob_0\na,0,1.0\n", r"p\.csv:2: probabilities must give at least 2 classes"),
     ("id,label,pred\na,1,1\na,0,0\n", r"p\.csv:3: id 'a' appears twice"),
     ("id,label,pred\n", r"holds no predictions"),
 ])
@@ -94,3 +97,12 @@ def test_other_errors(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "k.csv", "label,prob_0,prob_1\n0,0.5,0.5\n")
     with pytest.raises(ValueError, match=r"number of classes \(3, from --num-classes.*does not match the 2 probability columns"):
         read_predictions_file(path, num_classes=3)
+
+
+def test_probabilities_not_summing_to_one_name_the_record(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_text(json.dumps([{"label": 1, "probs": [0.2, 0.8]}, {"label": 0, "probs": [0.2, 0.2]}]))
+    with pytest.raises(ValueError, match=r"r\.json:record 1: probabilities must sum to 1"):
+        read_predictions_file(tmp_path / "r.json")
+    np.savez(tmp_path / "p.npz", label=np.array([0, 1]), probs=np.array([[0.5, 0.5], [0.9, 0.3]]))
+    with pytest.raises(ValueError, match=r"p\.npz:row 1: probabilities must sum to 1"):
+        read_predictions_file(tmp_path / "p.npz")

@@ -604,5 +604,5 @@ def test_coco_images_dir_and_spec(tmp_path: Path) -> None:
 def test_coco_without_pycocotools_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, _ = write_coco(tmp_path, coco_fixture())
     monkeypatch.setitem(sys.modules, "pycocotools", None)
-    with pytest.raises(ImportError, match="pip install pycocotools"):
+    with pytest.raises(ImportError, match=r"pip install 'visionbench\[coco\]'"):
         CocoSemanticSegmentation(path)

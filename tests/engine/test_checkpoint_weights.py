@@ -78,6 +78,21 @@ def test_save_weights_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["best.safetensors"]  # no temporary left
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_checkpoints_get_the_umask_mode_like_every_other_file(tmp_path: Path, umask: int) -> None:
+    from visionbench.engine.checkpoint import save_state
+
+    previous = os.umask(umask)
+    try:
+        save_weights({"w": torch.zeros(3)}, tmp_path / "last.safetensors")  # safetensors alone would give 0600
+        save_state({"epoch": 1}, tmp_path / "last.state.pt")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(("last.safetensors", "last.state.pt", "plain.txt"), 0o666 & ~umask)
+
+
 @pytest.mark.parametrize("suffix", [".pt", ".pth"])
 def test_read_torch_state_dict(tmp_path: Path, suffix: str) -> None:
     state = small_model().state_dict()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from visionbench.engine import rundir
-from visionbench.engine.predict import InferenceSpec, read_inference_spec, write_inference_spec
+from visionbench.engine.inference_spec import InferenceSpec, read_inference_spec, write_inference_spec
 
 SPEC = InferenceSpec(task="segment", classes=("background", "circle"), in_channels=3, image_size=(64, 48),
                      native_size=None, mean=(0.1, 0.2, 0.30000001192092896), std=(0.5, 0.25, 0.125))

@@ -27,8 +27,9 @@ from visionbench.engine import checkpoint as ckpt
 from visionbench.engine import rundir
 from visionbench.engine.detect import GROUND_TRUTH_JSON, PREDICTIONS_JSON, image_errors
 from visionbench.engine.file_evaluation import DETECTION_NAMES, SEGMENTATION_NAMES
-from visionbench.engine.predict import read_inference_spec
-from visionbench.engine.segment import MASKS_DIR, palette
+from visionbench.engine.inference_spec import read_inference_spec
+from visionbench.engine.masks import palette
+from visionbench.engine.segment import MASKS_DIR
 
 from .task_files import write_coco_shapes, write_mask_folder
 
@@ -91,6 +92,9 @@ def test_detect_run_files_reproduce_its_metrics_in_other_tools(detect_run: visio
     run = detect_run.run_dir
     rows = json.loads((run / PREDICTIONS_JSON).read_text())
     assert rows and {"image_id", "category_id", "bbox", "score"} <= set(rows[0])
+    # One set of category ids everywhere a user reads them: the dataset's own (1..3 in its file).
+    file_ids = [c["id"] for c in json.loads((run / GROUND_TRUTH_JSON).read_text())["categories"]]
+    assert detect_run.metrics["per_class"]["category_id"] == file_ids == [1, 2, 3]
     gt = COCO(str(run / GROUND_TRUTH_JSON))
     evaluation = COCOeval(gt, gt.loadRes(str(run / PREDICTIONS_JSON)), "bbox")
     evaluation.evaluate()
@@ -135,7 +139,7 @@ def test_segment_run_writes_metrics_masks_and_report(segment_run: visionbench.Tr
         assert image.mode == "P" and image.getpalette()[:12] == palette()[:4].flatten().tolist()
     # The predicted PNGs evaluated against the true masks give the run's numbers exactly.
     again = visionbench.evaluate(task="segment", gt=Path(masks_spec.partition(":")[2]) / "masks", pred=run / MASKS_DIR,
-                                 num_classes=4, out=tmp_path / "eval", quiet=True)
+                                 num_classes=4, out=tmp_path / "eval", quiet=True, allow_partial=True)
     assert len(again.metrics["unpaired"]["ground_truth_only"]) == 48 - metrics["num_samples"]
     assert again.metrics["confusion_matrix"] == metrics["confusion_matrix"]
     for name in ("mIoU", "fwIoU", "pixel_accuracy", "dice_mean", "mIoU_per_image"):
@@ -150,7 +154,7 @@ def test_segment_monitor_val_loss_keeps_the_lowest_loss_epoch(masks_spec: str, t
     run = visionbench.train(data=masks_spec, out=tmp_path / "run", monitor="val_loss", **dict(SEGMENT, epochs=3)).run_dir
     losses = [r["val_loss"] for r in rundir.read_history(run)]
     with safe_open(str(run / rundir.BEST_WEIGHTS), "pt") as best:
-        assert int(best.metadata()["epoch"]) == losses.index(min(losses))
+        assert int(best.metadata()["epoch"]) == losses.index(min(losses)) + 1  # epochs are numbered from 1
 
 
 def test_palette_is_the_voc_colour_map() -> None:
@@ -301,17 +305,22 @@ def test_sigkill_mid_epoch_then_resume_gives_bitwise_equal_weights(task: str, tm
 
 @pytest.mark.parametrize("task", ["detect", "segment"])
 def test_torchrun_two_processes_matches_single_process_evaluation(task: str, tmp_path: Path, coco_spec: str,
-                                                                  masks_spec: str) -> None:
+                                                                  masks_spec: str, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    # Exact equality needs each image's forward pass to be the same computation in both evaluations:
+    # one image per batch and one thread (other batch shapes or thread counts round differently on
+    # some CPUs, which reorders near-tied detection scores and flips near-tied pixels).
     data = coco_spec if task == "detect" else masks_spec
     trained = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "visionbench",
-         "train", "--task", task, "--data", data, "--epochs", "1", "--batch-size", "8", "--eval-batch-size", "5",
+         "train", "--task", task, "--data", data, "--epochs", "1", "--batch-size", "8", "--eval-batch-size", "1",
          "--out", str(trained), "--json", "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the run's --threads auto: 1, as in each torchrun process
     single = visionbench.evaluate(trained, out=tmp_path / "single", device="cpu", quiet=True).metrics
     single = json.loads(rundir.metrics_json_text(single))  # NaN as JSON's null, as printed
     assert printed["num_samples"] == single["num_samples"]

@@ -63,8 +63,6 @@ def test_ema_weights_are_what_is_saved_and_evaluated(tmp_path: Path) -> None:
 
 def test_clipping_bounds_the_update(tmp_path: Path) -> None:
     # With SGD, no momentum and one step, |Δw| <= lr * clip value elementwise.
-    start = _weights(_train(tmp_path, "start", epochs=1, lr=1e-12, optimizer="sgd", momentum=0.0).run_dir)
-    del start
     clipped = _train(tmp_path, "clip", optimizer="sgd", momentum=0.0, weight_decay=0.0, clip_grad_value=1e-4,
                      lr=1.0, warmup_epochs=0, schedule="constant", epochs=1).run_dir
     unclipped = _train(tmp_path, "noclip", optimizer="sgd", momentum=0.0, weight_decay=0.0,
@@ -92,7 +90,9 @@ def test_balanced_weights_follow_sklearn_definition() -> None:
 
 @pytest.mark.parametrize("options", [
     {"balance": True, "class_weights": "balanced"},
-    {"schedule": "onecycle", "optimizer": "sgd", "nesterov": True},
+    # SGD at its own scale of learning rate: at the default 3e-3 (Adam's) it reached only 0.78-0.81
+    # (seeds 0-3), at the mercy of each CPU's rounding; at 0.1, 0.994-0.997.
+    {"schedule": "onecycle", "optimizer": "sgd", "nesterov": True, "lr": 0.1},
     {"schedule": "step", "lr_step_epochs": 1, "optimizer": "adam"},
     {"loss": "focal", "label_smoothing": 0.0},
     {"loss": "hinge", "label_smoothing": 0.0},

@@ -543,3 +543,52 @@ def test_bad_options_raise():
         sigmoid_focal_loss(x, x + 2)
     with pytest.raises(ValueError, match="target must be a tensor of the shape of logits"):
         sigmoid_focal_loss(x, x[0])
+
+
+# ----------------------------------------------------------------------------------- the registry
+
+
+def test_the_registry_holds_every_detection_loss_by_kind():
+    from visionbench.losses import DETECTION_LOSSES as REGISTRY
+    from visionbench.losses import detection_loss_names
+
+    assert set(REGISTRY.names()) == set(DETECTION_LOSSES)
+    assert detection_loss_names("box") == ["ciou", "diou", "giou", "iou", "smooth_l1"]
+    assert detection_loss_names("classification") == ["sigmoid_focal"]
+    assert all(REGISTRY.info(name)["task"] == "detect" and REGISTRY.info(name)["description"] for name in REGISTRY.names())
+
+
+def test_the_config_choices_are_the_registered_box_losses():
+    from visionbench.config import DetectConfig, config_fields
+    from visionbench.losses import detection_loss_names
+
+    field = next(f for f in config_fields(DetectConfig) if f.name == "box_loss")
+    assert field.default == "auto" and sorted(field.metadata["choices"]) == sorted(["auto", *detection_loss_names("box")])
+
+
+def test_registered_losses_are_their_functions_per_pair():
+    from visionbench.losses import create_detection_loss, detection_loss_names
+
+    pred = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 3.0, 5.0], [2.0, 0.5, 6.0, 2.0]])
+    target = torch.tensor([[1.0, 1.0, 5.0, 3.0], [0.0, 0.0, 2.0, 2.0], [2.0, 0.5, 6.0, 2.0]])
+    for name in detection_loss_names("box"):
+        loss = create_detection_loss(name, kind="box")
+        if name == "smooth_l1":  # per coordinate, summed per box; beta 1/9 (Detectron)
+            expected = smooth_l1_loss(pred, target, beta=1 / 9, reduction="none").sum(1)
+            assert loss.on == "encoded"
+        else:
+            expected = DETECTION_LOSSES[name](pred, target, reduction="none")
+            assert loss.on == "boxes"
+        assert torch.equal(loss(pred, target), expected), name
+    logits, onehot = torch.randn(2, 5, 3), (torch.rand(2, 5, 3) > 0.7).float()
+    focal = create_detection_loss("sigmoid_focal", kind="classification")
+    assert torch.equal(focal(logits, onehot), sigmoid_focal_loss(logits, onehot, alpha=0.25, gamma=2.0, reduction="none"))
+
+
+def test_a_loss_of_the_other_kind_is_refused():
+    from visionbench.losses import create_detection_loss
+
+    with pytest.raises(ValueError, match=r"classification loss must be one of \['sigmoid_focal'\]; got 'giou', a box loss"):
+        create_detection_loss("giou", kind="classification")
+    with pytest.raises(ValueError, match="unknown detection loss 'smoothl1'. Did you mean 'smooth_l1'"):
+        create_detection_loss("smoothl1", kind="box")

@@ -524,6 +524,7 @@ def test_intervals_and_paired_comparison() -> None:
 
 
 def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)  # forked: no OpenMP pool inherited from the parent is touched
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     gt, results = random_coco(2)
     preds, targets = as_tensors(gt, results)
@@ -536,7 +537,8 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
 
 
 def test_sync_over_two_processes_equals_one_process(tmp_path: Path) -> None:
-    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    # Forked, not spawned: a spawned process imports torch and this module again (seconds each).
+    mp.start_processes(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="fork")
     gt, results = random_coco(2)
     preds, targets = as_tensors(gt, results)
     ev = DetectionEvaluator(box_format="xywh")

@@ -21,6 +21,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)  # forked: no OpenMP pool inherited from the parent is touched
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     preds, target = _data()
     shard = slice(0, 500) if rank == 0 else slice(500, None)  # unequal shards, each sample once
@@ -32,7 +33,8 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 
 
 def test_sync_over_two_processes_equals_one_process(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    # Forked, not spawned: a spawned process imports torch and this module again (seconds each).
+    mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="fork")
     preds, target = _data()
     expected = confusion_matrix(preds, target, K)
     for rank in range(2):

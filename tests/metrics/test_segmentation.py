@@ -14,14 +14,14 @@ DDP sync over two gloo processes == one process, seeded bootstrap reproducible.
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
@@ -409,38 +409,22 @@ def test_merging_halves_equals_whole(data: tuple[torch.Tensor, torch.Tensor, int
     assert_intervals_equal(merged.intervals(resamples=50, seed=2), whole.intervals(resamples=50, seed=2))
 
 
-# Each rank runs in a fresh interpreter that imports only torch and visionbench (not this test
-# module with scikit-learn and hypothesis, as mp.spawn would), which halves the start-up time.
-_DDP_WORKER = """
-import sys
-import torch
-import torch.distributed as dist
-from visionbench.metrics.segmentation import SegmentationAccumulator
-
-rank, init_file, out_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-preds, target = torch.load(sys.argv[4], weights_only=True)
-shard = slice(0, 2) if rank == 0 else slice(2, None)  # unequal shards, each image once
-accumulator = SegmentationAccumulator(5)
-accumulator.update(preds[shard], target[shard])
-accumulator.sync()
-torch.save({"matrix": accumulator.matrix, "stats": accumulator.image_stats}, out_file)
-dist.destroy_process_group()
-"""
+def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)  # forked: no OpenMP pool inherited from the parent is touched
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    preds, target = _realistic_batch(11)
+    shard = slice(0, 2) if rank == 0 else slice(2, None)  # unequal shards, each image once
+    accumulator = SegmentationAccumulator(5)
+    accumulator.update(preds[shard], target[shard])
+    accumulator.sync()
+    torch.save({"matrix": accumulator.matrix, "stats": accumulator.image_stats}, Path(out_dir) / f"rank{rank}.pt")
+    dist.destroy_process_group()
 
 
 def test_sync_over_two_processes_equals_one_process(tmp_path: Path) -> None:
+    # Forked, not spawned: a fresh interpreter imports torch and visionbench again (seconds each).
+    mp.start_processes(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="fork")
     preds, target = _realistic_batch(11)
-    torch.save((preds, target), tmp_path / "data.pt")
-    workers = [
-        subprocess.Popen([sys.executable, "-c", _DDP_WORKER, str(rank), str(tmp_path / "init"),
-                          str(tmp_path / f"rank{rank}.pt"), str(tmp_path / "data.pt")],
-                         cwd=Path(__file__).resolve().parents[2], stderr=subprocess.PIPE, text=True)
-        for rank in range(2)
-    ]
-    for worker in workers:
-        _, stderr = worker.communicate(timeout=240)
-        assert worker.returncode == 0, stderr
     expected = SegmentationAccumulator(5)
     expected.update(preds, target)
     for rank in range(2):

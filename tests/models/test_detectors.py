@@ -5,7 +5,8 @@ small images of different sizes (the output contract: XYXY boxes inside each ima
 [0, 1], labels in 0..K-1, at most the top-k) and in train mode (a dict of finite scalar losses,
 an image without boxes included). TinyFCOS: it overfits one synthetic image, NMS suppresses
 duplicates of one class only, top-k and the score threshold hold, assignment follows FCOS'
-center-sampling and smallest-area rules, and a fixed seed gives identical weights and outputs.
+center-sampling and smallest-area rules, a fixed seed gives identical weights and outputs, and an
+image gives the same dense outputs and confident detections alone as in a padded batch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from torch import Tensor, nn
 from torchvision import tv_tensors
 from torchvision.ops import box_iou
 
-from visionbench.models.detectors import DETECTORS, TinyFCOS, TorchvisionDetector, register_detectors
+from visionbench.models import MODELS
+from visionbench.models.catalog import CATALOG
+from visionbench.models.detectors import DETECTORS, TinyFCOS, TorchvisionDetector
 
 K = 3  # object classes
 TORCHVISION = ("fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn",
@@ -81,17 +84,10 @@ def test_detector_contract(name: str) -> None:
 
 def test_registration_names_and_mapping() -> None:
     assert set(DETECTORS) == {*TORCHVISION, "tiny_fcos"}
-    calls: dict[str, dict[str, object]] = {}
-
-    def register(name: str, **info: object):
-        def decorator(builder):
-            calls[name] = {"builder": builder, **info}
-            return builder
-        return decorator
-
-    register_detectors(register)
-    assert set(calls) == set(DETECTORS)
-    assert all(calls[n]["builder"] is DETECTORS[n] and calls[n]["description"] for n in calls)
+    # The registry lists the catalogue's detectors and builds each with this module's builder.
+    assert {spec.name for spec in CATALOG if spec.task == "detect"} == set(DETECTORS)
+    assert all(MODELS.get(name) is DETECTORS[name] and MODELS.info(name)["description"] for name in DETECTORS)
+    assert MODELS.info("tiny_fcos")["default_size"] == 128 and MODELS.info("ssd300_vgg16")["default_size"] == 300
     # Background-counting heads are built with K + 1 classes, sigmoid ones with K.
     model = DETECTORS["fasterrcnn_mobilenet_v3_large_fpn"](num_classes=K, in_channels=3, image_size=64)
     assert model.label_offset == 1 and model.model.roi_heads.box_predictor.cls_score.out_features == K + 1
@@ -164,9 +160,17 @@ def flips(image: Tensor, box: Tensor) -> tuple[list[Tensor], list[dict[str, Tens
     return images, [{"boxes": b, "labels": torch.tensor([1])} for b in (box, hbox, vbox, hvbox)]
 
 
-def test_tiny_fcos_overfits_one_image() -> None:
+@pytest.fixture(scope="module")
+def overfit_fcos() -> tuple[TinyFCOS, list[dict[str, float]]]:
+    """A TinyFCOS overfit on ``synthetic_image`` (40 Adam steps on it and its flips), in eval mode,
+    with its loss history; trained once per module and only read by the tests that use it."""
     torch.manual_seed(0)
-    model = TinyFCOS(K)
+    # One level (stride 8; the box's reach is 16 px): the head's batch norm is shared by every FPN
+    # level, so with two levels eval mode normalises each with the mean of both levels' statistics
+    # while training used each level's own (eval IoU ~0.7 against 0.95 in train mode, and it moves
+    # with each CPU's rounding). With one level eval mode sees what training saw, so the IoU is
+    # 0.92-0.975 (seeds 0-6, every ATEN_CPU_CAPABILITY and 1 or 2 threads) against the 0.7 needed.
+    model = TinyFCOS(K, strides=(8,), size_splits=())
     image, box = synthetic_image()
     images, targets = flips(image, box)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -178,10 +182,6 @@ def test_tiny_fcos_overfits_one_image() -> None:
         sum(losses.values()).backward()
         optimizer.step()
         history.append({k: v.item() for k, v in losses.items()})
-    first, last = history[0], history[-1]
-    assert last["classification"] < 0.05 * first["classification"], history
-    assert last["box_giou"] < 0.2 * first["box_giou"], history
-    assert last["centerness"] < first["centerness"], history  # soft BCE targets: its floor is their entropy
     # Batch norm's running averages lag weights that moved fast on one image; recompute them for the
     # final weights (cumulative average over one batch) so that eval mode sees what training saw.
     for module in model.modules():
@@ -190,7 +190,16 @@ def test_tiny_fcos_overfits_one_image() -> None:
             module.momentum = None
     with torch.no_grad():
         model(images, targets)
-    model.eval()
+    return model.eval(), history
+
+
+def test_tiny_fcos_overfits_one_image(overfit_fcos: tuple[TinyFCOS, list[dict[str, float]]]) -> None:
+    model, history = overfit_fcos
+    first, last = history[0], history[-1]
+    assert last["classification"] < 0.05 * first["classification"], history  # measured 0.001-0.003
+    assert last["box_giou"] < 0.2 * first["box_giou"], history  # measured 0.065-0.12
+    assert last["centerness"] < first["centerness"], history  # soft BCE targets: its floor is their entropy
+    image, box = synthetic_image()
     with torch.no_grad():
         out = model([image])[0]
     assert out["labels"][0].item() == 1 and out["scores"][0] > 0.5, out
@@ -262,6 +271,7 @@ def test_assignment_center_sampling_range_and_smallest_area() -> None:
 
 
 def test_fixed_seed_is_deterministic() -> None:
+    # The same computation twice (same shapes, same threads, same process) is bit-identical.
     image, _ = synthetic_image()
     outputs = []
     for _ in range(2):
@@ -274,7 +284,45 @@ def test_fixed_seed_is_deterministic() -> None:
     for a, b in zip(out_a, out_b, strict=True):
         for key in a:
             assert torch.equal(a[key], b[key])
-    # The same image twice in one batch gives the same detections as alone (no cross-image leakage).
+
+
+def _head_outputs_per_image(model: TinyFCOS, images: list[Tensor]) -> list[Tensor]:
+    """Each image's dense head outputs (class logits, box deltas, centerness) as one ``(P, K + 5)`` tensor."""
+    seen = []
+    hook = model.head.register_forward_hook(lambda module, args, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        hook.remove()
+    cls, box, ctr = seen[0]
+    return list(torch.cat([cls, box, ctr[..., None]], -1))
+
+
+def _confident(detections: dict[str, Tensor], threshold: float = 0.5) -> dict[str, Tensor]:
+    keep = detections["scores"] > threshold
+    return {key: value[keep] for key, value in detections.items()}
+
+
+def test_no_cross_image_leakage_in_a_batch(overfit_fcos: tuple[TinyFCOS, list[dict[str, float]]]) -> None:
+    # An image gives the same detections alone as in a padded batch with another image. Batch shapes
+    # change the float rounding of the convolutions (by CPU kernel), and near-tied low scores then
+    # reorder the top-k after NMS, so the check is on the dense head outputs within float32 rounding
+    # and on the confident detections matched by IoU, never on the raw top-100 order.
+    image, box = synthetic_image()
+    other = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(7))  # padded to 64 x 64 in the batch
+    torch.manual_seed(5)
+    untrained = DETECTORS["tiny_fcos"](num_classes=K, in_channels=3, image_size=64).eval()
+    for model in (untrained, overfit_fcos[0]):  # two levels with random weights; one level, trained
+        (alone,), (batched, _) = (_head_outputs_per_image(model, ims) for ims in ([image], [image, other]))
+        torch.testing.assert_close(batched, alone, rtol=1e-3, atol=1e-3)  # measured <= 1.4e-5
+    model = overfit_fcos[0]
     with torch.no_grad():
-        alone = model([image])[0]
-    torch.testing.assert_close(alone["boxes"], out_b[0]["boxes"])
+        alone, batched = model([image])[0], model([image, other])[0]
+    alone, batched = _confident(alone), _confident(batched)
+    assert alone["scores"].numel() >= 1 and box_iou(alone["boxes"][:1], box).item() > 0.7, alone
+    assert batched["scores"].numel() == alone["scores"].numel(), (alone, batched)
+    # Matched one to one by IoU and label, in whichever order near-tied scores put them.
+    same = (box_iou(alone["boxes"], batched["boxes"]) > 0.99) & (alone["labels"][:, None] == batched["labels"])
+    same &= (alone["scores"][:, None] - batched["scores"]).abs() < 1e-4
+    assert (same.sum(1) == 1).all() and (same.sum(0) == 1).all(), (alone, batched)

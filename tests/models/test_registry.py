@@ -7,11 +7,18 @@ for 8×8 digits and a 32×32 batch to ``[B, 7]`` logits, and back-propagates int
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
+from visionbench._registry import Registry
 from visionbench.models import MODELS, create_model, list_models, model_input_size
+from visionbench.models.catalog import CATALOG
+from visionbench.models.classifiers import classifier_builder
 
 NUM_CLASSES = 7
 
@@ -95,6 +102,36 @@ def test_list_models_patterns() -> None:
 def test_register_same_name_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="model 'mlp' is already registered"):
         MODELS.register("mlp", description="dup")(lambda **kw: nn.Identity())
+    with pytest.raises(ValueError, match="model 'mlp' is already registered"):
+        MODELS.register_lazy("mlp", "visionbench.models.classifiers:classifier_builder", description="dup")
+
+
+def test_lazy_entries_are_listed_without_importing_and_built_on_first_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lazy_family.py").write_text(
+        "CALLS = []\n"
+        "def builder_for(name):\n"
+        "    CALLS.append(name)\n"
+        "    return lambda **kw: (name, kw)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("model")
+    registry.register_lazy("b", "lazy_family:builder_for", task="classify", description="B")
+    registry.register_lazy("a", "lazy_family:builder_for", task="detect", description="A")
+    assert registry.names() == ["a", "b"] and registry.names_for("detect") == ["a"]
+    assert registry.info("b")["description"] == "B" and "lazy_family" not in sys.modules
+    builder = registry.get("a")
+    assert builder(num_classes=2) == ("a", {"num_classes": 2})
+    assert registry.get("a") is builder  # resolved once, then kept
+    assert sys.modules["lazy_family"].CALLS == ["a"]
+    monkeypatch.delitem(sys.modules, "lazy_family")
+
+
+def test_every_catalogue_entry_resolves_to_a_builder() -> None:
+    for spec in CATALOG:
+        module, _, function = spec.factory.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)(spec.name)), spec.name
+    with pytest.raises(ValueError, match="must be a torchvision classification builder"):
+        classifier_builder("fasterrcnn_resnet50_fpn")  # a detector, not a classifier
 
 
 # --------------------------------------------------------------------------------------------

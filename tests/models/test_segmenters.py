@@ -15,18 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from visionbench._registry import Registry
 from visionbench.data.shapes import load_shapes
 from visionbench.losses.segmentation import ce_dice_loss
 from visionbench.metrics.segmentation import SegmentationAccumulator
-from visionbench.models.segmenters import (
-    DESCRIPTIONS,
-    SEGMENTERS,
-    TorchvisionSegmenter,
-    UNet,
-    register_segmenters,
-    unet_small,
-)
+from visionbench.models import MODELS
+from visionbench.models.catalog import CATALOG
+from visionbench.models.segmenters import SEGMENTERS, TorchvisionSegmenter, UNet, unet_small
 
 K = 5  # not the torchvision default of 21, not shapes' 4: checks that num_classes reaches the head
 CHEAP = ("unet_small", "lraspp_mobilenet_v3_large")
@@ -43,8 +37,8 @@ def check_logits(logits: object, n: int, k: int, h: int, w: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_table_and_descriptions_agree() -> None:
-    assert set(SEGMENTERS) == set(DESCRIPTIONS)
+def test_table_and_catalogue_agree() -> None:
+    assert set(SEGMENTERS) == {spec.name for spec in CATALOG if spec.task == "segment"}
     assert set(SEGMENTERS) == {"fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large",
                                "lraspp_mobilenet_v3_large", "unet_small"}
 
@@ -97,13 +91,11 @@ def test_bad_images(name: str) -> None:
         model([torch.rand(3, 32, 32)])
 
 
-def test_register_segmenters_fills_a_registry() -> None:
-    registry = Registry("model")
-    register_segmenters(registry.register)
-    assert sorted(registry.names()) == sorted(SEGMENTERS)
-    assert registry.get("unet_small") is unet_small
-    assert registry.info("unet_small")["description"] == DESCRIPTIONS["unet_small"]
-    assert registry.info("unet_small")["default_size"] == 128
+def test_the_registry_builds_every_segmenter_with_this_module() -> None:
+    assert sorted(MODELS.names_for("segment")) == sorted(SEGMENTERS)
+    assert all(MODELS.get(name) is SEGMENTERS[name] and MODELS.info(name)["description"] for name in SEGMENTERS)
+    assert MODELS.get("unet_small") is unet_small
+    assert MODELS.info("unet_small")["default_size"] == 128 and MODELS.info("fcn_resnet50")["default_size"] == 224
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,17 +178,26 @@ def test_unet_overfits_one_shapes_image(one_shapes_image: tuple[torch.Tensor, to
     assert len(mask.unique()) == 4
     torch.manual_seed(0)
     model = unet_small(num_classes=4)
-    # Measured (seed 0): eval-mode mIoU 0.69 after 40 steps (the triangle is still missed), 0.94 after 60
-    # and 80; Adam at 1e-2 needs ~100 steps. CE + Dice: CE alone leaves the triangle out longer.
-    losses = _train(model, image, mask, steps=80, lr=2e-2)
-    assert losses[-1] < 0.3 * losses[0], losses
+    # CE + Dice: CE alone leaves the triangle out longer; Adam at 1e-2 needs ~100 steps.
+    losses = _train(model, image, mask, steps=100, lr=2e-2)
+    assert losses[-1] < 0.3 * losses[0], losses  # measured 0.012-0.071 (seeds 0-7)
+    # Batch norm's running averages lag weights that moved fast on one image (eval mIoU 0.53-0.94
+    # over seeds 0-4, so any CPU's rounding could fail it); recompute them for the final weights
+    # (cumulative average over the one batch) so that eval mode sees what training saw. Then the
+    # mIoU is 0.955-0.983 over seeds 0-7.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    with torch.no_grad():
+        model(image)
     model.eval()
     with torch.no_grad():
         logits = model(image)
     accumulator = SegmentationAccumulator(4)
     accumulator.update(logits, mask)
     miou = float(accumulator.compute()["mIoU"])
-    assert miou > 0.9, f"mIoU after 80 steps on one image: {miou:.3f}"
+    assert miou > 0.9, f"mIoU after 100 steps on one image: {miou:.3f}"
 
 
 def test_unet_deterministic_with_seed(one_shapes_image: tuple[torch.Tensor, torch.Tensor]) -> None:

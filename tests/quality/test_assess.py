@@ -231,3 +231,43 @@ def test_alpha_is_dropped_only_when_opaque(tmp_path: Path) -> None:
     assert assess(tmp_path / "rgb.png", tmp_path / "opaque.png", metrics=("psnr",)).rows[0]["psnr"] == float("inf")
     with pytest.raises(ValueError, match="clear.png.*transparent pixels"):
         assess(tmp_path / "rgb.png", tmp_path / "clear.png")
+
+
+def test_grayscale_with_colour_is_an_error_in_rgb_and_luma_on_request(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    colour = data.astronaut()[:64, :64]
+    gray = np.round(colour @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    code = cli.main(["quality", str(tmp_path / "gray.png"), str(tmp_path / "colour.png"), "--quiet",
+                     "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "same channels" in err and "grayscale" in err and "gray.png" in err and "colour.png" in err
+    assert "--channel y" in err and not (tmp_path / "r" / "metrics.json").exists()
+    for side in ("ref", "dist"):  # folders: the same, naming the pair
+        (tmp_path / side).mkdir()
+    Image.fromarray(gray).save(tmp_path / "ref" / "a.png")
+    Image.fromarray(colour).save(tmp_path / "dist" / "a.png")
+    code = cli.main(["quality", str(tmp_path / "ref"), str(tmp_path / "dist"), "--quiet", "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(tmp_path / "ref" / "a.png") in err and str(tmp_path / "dist" / "a.png") in err
+    # Asked for luma, both are compared on it: the grayscale image is its own luma.
+    luma = quality(tmp_path / "gray.png", tmp_path / "colour.png", channel="y", out=tmp_path / "y", quiet=True)
+    expected = peak_signal_noise_ratio(gray.astype(np.float64), colour @ np.array([0.299, 0.587, 0.114]),
+                                       data_range=255)
+    assert luma.rows[0]["psnr"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_unpaired_files_are_a_warning_on_the_console_and_in_metrics_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _pair_folders(tmp_path)
+    for i in range(4):
+        Image.fromarray(data.camera()[:32, :32]).save(tmp_path / "dist" / f"stray{i}.png")
+    code = cli.main(["quality", str(tmp_path / "ref"), str(tmp_path / "dist"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "warning: 1 image(s) of" in err and "'only_here.png'" in err
+    assert "warning: 4 image(s) of" in err and "'stray0.png', 'stray1.png', 'stray2.png', …" in err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(metrics["warnings"]) == 2 and "only_here.png" in metrics["warnings"][0]
+    assert "not measured" in (tmp_path / "run" / "report.html").read_text()

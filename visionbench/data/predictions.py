@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+SUM_TOLERANCE = 1e-4  # largest accepted |row sum - 1|, as the probability metrics (validate_scores) accept
+
 
 @dataclass(frozen=True)
 class PredictionTable:
@@ -179,6 +181,13 @@ def _as_probs(values: Any, path: Path, where: str) -> list[float]:
     bad = [p for p in probs if not math.isfinite(p) or p < 0 or p > 1]
     if bad:
         raise _fail(path, where, f"probabilities must be finite and in [0, 1]; got {bad[0]!r}. Apply softmax to scores first.")
+    if len(probs) < 2:
+        raise _fail(path, where, f"probabilities must give at least 2 classes; got {len(probs)} value(s). For a binary "
+                                 "problem write prob_0 = 1 - p and prob_1 = p.")
+    total = math.fsum(probs)
+    if abs(total - 1) > SUM_TOLERANCE:  # checked here, not by the metrics, so the message names the file and line
+        raise _fail(path, where, f"probabilities must sum to 1 (within {SUM_TOLERANCE:g}); got {total!r}. Apply "
+                                 "softmax to scores first, or write the probabilities with more digits.")
     return probs
 
 

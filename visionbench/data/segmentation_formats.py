@@ -357,13 +357,11 @@ def _find_voc_root(path: Path) -> Path:
 
 
 def _mask_api() -> Any:
-    """pycocotools' ``mask`` module, imported on first use (it is an optional dependency)."""
-    try:
-        from pycocotools import mask as mask_api
-    except ImportError:
-        raise ImportError("reading COCO segmentations needs pycocotools; got it not installed. Run "
-                          "`pip install pycocotools`.") from None
-    return mask_api
+    """pycocotools' ``mask`` module, imported on first use: it is the optional ``visionbench[coco]``
+    extra (a :class:`~visionbench._extras.MissingExtraError` names it when missing)."""
+    from visionbench._extras import import_optional
+
+    return import_optional("pycocotools.mask", extra="coco", purpose="reading COCO segmentations (--data coco:…)")
 
 
 @dataclass(frozen=True)

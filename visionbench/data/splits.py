@@ -15,7 +15,7 @@ from visionbench.data.folder import _check_fractions
 
 class DatasetView(Subset):
     """Items ``indices`` of ``base`` (a ``torch.utils.data.Subset``), renumbered ``0..len-1``;
-    ``ids`` follow the items, and ``classes`` is the base's when it has them.
+    ``ids`` follow the items, and ``classes`` and ``category_ids`` are the base's when it has them.
 
     Args:
         base: any dataset with an ``ids`` list (one stable string per item).
@@ -27,6 +27,8 @@ class DatasetView(Subset):
         self.ids = [base.ids[i] for i in self.indices]  # type: ignore[attr-defined]
         if hasattr(base, "classes"):
             self.classes = list(base.classes)
+        if hasattr(base, "category_ids"):  # detection files: the ids users read, kept for the outputs
+            self.category_ids = list(base.category_ids)
 
 
 def random_split_indices(count: int, *, val_fraction: float, test_fraction: float,

@@ -26,10 +26,20 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        # safetensors writes through a private temporary file (mode 0600); give the checkpoint the
+        # mode every other run file gets, so runs shared with a group or copied stay readable.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX offers no plain getter)."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:

@@ -15,6 +15,7 @@ from visionbench.data.transforms import TransformedDataset, build_preset, normal
 from visionbench.engine import rundir
 from visionbench.engine.evaluation import Predictions, classification_report, predict_split
 from visionbench.engine.loaders import DataBundle, eval_loader
+from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
 from visionbench.losses import create_loss
@@ -94,7 +95,6 @@ def evaluate_and_write(
     model: nn.Module, config: ClassifyConfig, bundle: DataBundle, run_dir: Path, runtime: Runtime, log: rundir.RunLog
 ) -> dict[str, Any]:
     """Test-split predictions and metrics of ``model``, written to ``run_dir`` by rank 0."""
-    from visionbench.engine.train import finish_test
 
     loss_fn = create_loss(config.loss, num_classes=bundle.data.num_classes, label_smoothing=config.label_smoothing).to(runtime.device)
     predictions = predict_split(model, eval_loader(bundle.test, config, runtime), loss_fn,
@@ -141,7 +141,6 @@ def write_worst_examples(path: Path, test_set: Any, predictions: Predictions, *,
 HOOKS = TaskHooks(
     build_data=build_data, build_loss=build_loss, parameter_groups=parameter_groups,
     sample_weights=sample_weights, batch_loss=batch_loss, validate=validate, evaluate_and_write=evaluate_and_write,
-    headline=("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"),
 )
 
 __all__ = ["HOOKS", "balanced_class_weights", "balanced_sample_weights", "build_data",

@@ -23,13 +23,14 @@ from visionbench.data.task_transforms import (
     resolve_task_augment,
 )
 from visionbench.engine import rundir
-from visionbench.engine.dense import fit_example, load_task_data, parameter_groups, sample_weights
+from visionbench.engine.dense import EXAMPLE_SIDE, fit_example, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
 from visionbench.engine.loaders import DataBundle, eval_loader
+from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
 
-PREDICTIONS_JSON = "predictions.json"  # COCO results of the test split (category id = class index + 1)
+PREDICTIONS_JSON = "predictions.json"  # COCO results of the test split (the dataset's own category ids)
 GROUND_TRUTH_JSON = "ground_truth.json"  # the test split's boxes as COCO instances, to evaluate with any tool
 WORST_EXAMPLES = 24
 
@@ -119,7 +120,6 @@ def evaluate_and_write(
     """The test split's COCO metrics (``config.protocol``), COCO results and ground-truth JSON,
     and the worst images drawn, written to ``run_dir`` by rank 0."""
     from visionbench.engine.file_evaluation import detection_metrics
-    from visionbench.engine.train import finish_test
 
     classes = list(bundle.data.classes)
     local = predict_batches(model, eval_loader(bundle.test, config, runtime), runtime,
@@ -128,7 +128,8 @@ def evaluate_and_write(
     evaluator = _evaluator(len(classes), protocol=config.protocol, score_threshold=config.score_threshold)
     if outputs:
         evaluator.update([p for _, p, _ in outputs], [t for _, _, t in outputs])
-    report = detection_metrics(evaluator, dict(enumerate(classes)), seed=config.seed)
+    report = detection_metrics(evaluator, dict(enumerate(classes)), category_ids=category_ids(bundle.data),
+                               seed=config.seed)
     report["split"] = "test"
     report["score_threshold"] = config.score_threshold
 
@@ -139,16 +140,26 @@ def evaluate_and_write(
     return finish_test(report, write, run_dir, runtime, log)
 
 
+def category_ids(data: Any) -> list[int]:
+    """The category id users read for each class index: the dataset's own (COCO category ids,
+    VOC ``1..K``, YOLO class numbers), else ``index + 1`` (the embedded shapes' COCO export)."""
+    for split in (data.test, data.train):
+        ids = getattr(split, "category_ids", None)
+        if ids is not None and len(ids) == len(data.classes):
+            return [int(i) for i in ids]
+    return list(range(1, len(data.classes) + 1))
+
+
 def write_detection_outputs(run_dir: Path, outputs: list[tuple[int, dict[str, torch.Tensor], dict[str, Any]]],
                             bundle: DataBundle, classes: list[str]) -> None:
     """``predictions.json`` (COCO results) and ``ground_truth.json`` (COCO instances) of the test
-    split: image id = position in the split, category id = class index + 1, so that
-    ``visionbench evaluate --task detect --gt ground_truth.json --pred predictions.json`` (or
-    pycocotools) reproduces the run's numbers."""
+    split: image id = position in the split, category ids the dataset's own (:func:`category_ids`,
+    as ``metrics.json`` and the report show them), so that ``visionbench evaluate --task detect
+    --gt ground_truth.json --pred predictions.json`` (or pycocotools) reproduces the run's numbers."""
     from visionbench.data.detection_formats import write_coco_results
 
-    category_ids = list(range(1, len(classes) + 1))
-    write_coco_results([dict(p, image_id=i) for i, p, _ in outputs], run_dir / PREDICTIONS_JSON, category_ids=category_ids)
+    ids_of = category_ids(bundle.data)
+    write_coco_results([dict(p, image_id=i) for i, p, _ in outputs], run_dir / PREDICTIONS_JSON, category_ids=ids_of)
     ids = bundle.data.test.ids
     images, annotations = [], []
     for index, _, target in outputs:
@@ -161,12 +172,12 @@ def write_detection_outputs(run_dir: Path, outputs: list[tuple[int, dict[str, to
         for box, label, area, is_crowd, is_difficult in zip(boxes.tolist(), target["labels"].tolist(), areas.tolist(),
                                                             crowd.tolist(), difficult.tolist(), strict=True):
             x1, y1, x2, y2 = box
-            row = {"id": len(annotations) + 1, "image_id": index, "category_id": int(label) + 1,
+            row = {"id": len(annotations) + 1, "image_id": index, "category_id": ids_of[int(label)],
                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(area), "iscrowd": int(is_crowd)}
             if is_difficult:  # VOC's difficult boxes: ignored by coco-fixed and VOC (pycocotools reads no 'ignore')
                 row["ignore"] = 1
             annotations.append(row)
-    categories = [{"id": k + 1, "name": name} for k, name in enumerate(classes)]
+    categories = [{"id": ids_of[k], "name": name} for k, name in enumerate(classes)]
     text = json.dumps({"images": images, "annotations": annotations, "categories": categories})
     (run_dir / GROUND_TRUTH_JSON).write_text(text, encoding="utf-8")
 
@@ -193,39 +204,91 @@ def image_errors(prediction: dict[str, torch.Tensor], target: dict[str, Any], sc
     return tp, len(boxes) - tp, len(gt_boxes) - tp
 
 
+LABEL_CHARACTERS = 10  # class names on the drawn examples are cut to this many characters
+
+
+def _short(text: str, limit: int = LABEL_CHARACTERS) -> str:
+    """``text`` cut to ``limit`` characters (plain ASCII cut: the default font lacks "…")."""
+    return text[:limit]
+
+
+def place_labels(boxes: torch.Tensor, texts: list[str], taken: list[tuple[int, int, int, int]],
+                 *, width: int = 1) -> list[str | None]:
+    """Each box's label, or ``None`` where the label would overlap one already placed.
+
+    Labels sit in each box's top-left corner, as ``draw_bounding_boxes`` puts them (Pillow's
+    default font, a 1 px background margin); their rectangles are measured with that font. Give the
+    boxes most worth naming first; ``taken`` (rectangles ``(left, top, right, bottom)``) is
+    extended with the labels kept, so several calls share one image without overlaps.
+    """
+    from PIL import ImageFont
+
+    font = ImageFont.load_default()
+    margin = width + 1
+    kept: list[str | None] = []
+    for box, text in zip(boxes.tolist(), texts, strict=True):
+        x, y = int(box[0]) + margin, int(box[1]) + margin
+        left, top, right, bottom = font.getbbox(text)
+        rect = (x + int(left) - 1, y + int(top) - 1, x + int(right) + 1, y + int(bottom) + 1)
+        if any(rect[0] < r[2] and r[0] < rect[2] and rect[1] < r[3] and r[1] < rect[3] for r in taken):
+            kept.append(None)
+        else:
+            taken.append(rect)
+            kept.append(text)
+    return kept
+
+
+def draw_errors(image: torch.Tensor, prediction: dict[str, torch.Tensor], target: dict[str, Any], classes: list[str],
+                score_threshold: float) -> torch.Tensor:
+    """``image`` at the report's tile size with true boxes (green) and predictions scoring at least
+    ``score_threshold`` (red), drawn after resizing so the labels stay readable; a label that would
+    cover another is left out (predictions by score first, then true boxes)."""
+    from torchvision.transforms.v2 import functional as tvf
+    from torchvision.utils import draw_bounding_boxes
+
+    size = tuple(image.shape[-2:])
+    image = tvf.resize(image, [EXAMPLE_SIDE, EXAMPLE_SIDE], antialias=True) if size != (EXAMPLE_SIDE,) * 2 else image
+    keep = prediction["scores"] >= score_threshold
+    order = torch.argsort(prediction["scores"][keep], descending=True, stable=True)
+    pred_boxes = rescale_boxes(prediction["boxes"][keep][order].float(), size, (EXAMPLE_SIDE, EXAMPLE_SIDE))
+    pred_texts = [f"{_short(classes[int(c)])} {float(s):.2f}" for c, s in
+                  zip(prediction["labels"][keep][order], prediction["scores"][keep][order], strict=True)]
+    true_boxes = rescale_boxes(target["boxes"].float(), size, (EXAMPLE_SIDE, EXAMPLE_SIDE))
+    taken: list[tuple[int, int, int, int]] = []
+    pred_labels = place_labels(pred_boxes, pred_texts, taken)
+    true_labels = place_labels(true_boxes, [_short(classes[int(c)]) for c in target["labels"]], taken)
+    if len(true_boxes):
+        image = draw_bounding_boxes(image, true_boxes, true_labels, colors="lime", width=1,  # type: ignore[arg-type]
+                                    fill_labels=True, label_colors="black", label_background_colors="lime")
+    if len(pred_boxes):
+        image = draw_bounding_boxes(image, pred_boxes, pred_labels, colors="red", width=1,  # type: ignore[arg-type]
+                                    fill_labels=True, label_colors="white", label_background_colors="red")
+    return image
+
+
 def write_worst_detections(path: Path, outputs: list[tuple[int, dict[str, torch.Tensor], dict[str, Any]]],
                            bundle: DataBundle, classes: list[str], score_threshold: float,
                            *, count: int = WORST_EXAMPLES) -> None:
     """The test images with the most errors (false positives + false negatives at IoU 0.5 and
-    ``score_threshold``), true boxes drawn in green and predictions in red with class and score,
-    saved to ``examples.npz`` (``images`` uint8 ``[M, 3, H, W]``, ``ids``, ``captions``, ``description``)."""
-    from torchvision.utils import draw_bounding_boxes
-
+    ``score_threshold``), drawn by :func:`draw_errors`, saved to ``examples.npz`` (``images``
+    uint8 ``[M, 3, H, W]``, ``ids``, ``captions``, ``description``)."""
     errors = [(image_errors(p, t, score_threshold), i, p, t) for i, p, t in outputs]
     errors.sort(key=lambda e: (-(e[0][1] + e[0][2]), e[1]))  # most errors first, then split order
     drawn, captions, ids = [], [], []
     for (tp, fp, fn), index, prediction, target in errors[:count]:
         image, _ = bundle.test.base[index]
-        image = image.as_subclass(torch.Tensor)
-        keep = prediction["scores"] >= score_threshold
-        if len(target["boxes"]):
-            true_labels = [classes[int(c)] for c in target["labels"]]
-            image = draw_bounding_boxes(image, target["boxes"].float(), true_labels, colors="lime", width=1)
-        if keep.any():
-            pred_labels = [f"{classes[int(c)]} {float(s):.2f}" for c, s in
-                           zip(prediction["labels"][keep], prediction["scores"][keep], strict=True)]
-            image = draw_bounding_boxes(image, prediction["boxes"][keep].float(), pred_labels, colors="red", width=1)
-        drawn.append(fit_example(image))
+        drawn.append(fit_example(draw_errors(image.as_subclass(torch.Tensor), prediction, target, classes,
+                                             score_threshold)))
         captions.append(f"TP {tp}  FP {fp}  FN {fn}")
         ids.append(str(bundle.data.test.ids[index]))
     np.savez(path, images=np.stack(drawn) if drawn else np.zeros((0, 3, 1, 1), dtype=np.uint8),
              ids=np.array(ids, dtype=str), captions=np.array(captions, dtype=str),
              description=np.array(f"The test images with the most errors at IoU 0.5 and score >= {score_threshold}: "
-                                  "true boxes green, predictions red (class, score)."))
+                                  "true boxes green, predictions red (class, score); a label that would cover "
+                                  "another is left out."))
 
 
 HOOKS = TaskHooks(
     build_data=build_data, build_loss=build_loss, parameter_groups=parameter_groups,
     sample_weights=sample_weights, batch_loss=batch_loss, validate=validate, evaluate_and_write=evaluate_and_write,
-    headline=("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"),
 )

@@ -195,3 +195,49 @@ def _weighted_intervals(
         gap = counts @ (one_hot * (correct - confidence).unsqueeze(1))  # (R_block, B)
         found["ece"].append(gap.abs().sum(dim=1) / labels.numel())
     return {name: percentile_interval(torch.cat(parts)) for name, parts in found.items()}
+
+
+def _size_text(size: Any) -> str:
+    """``(H, W)`` as ``WxH`` pixels, as image sizes are usually written."""
+    return f"{size[1]}x{size[0]}"
+
+
+def check_evaluation_data(trained: Any, evaluated: Any, data: str) -> list[str]:
+    """What a run's model meets in other data (``evaluate RUN --data``): an error when it cannot
+    take the data, warnings when the data is unlike what it was trained on.
+
+    Args:
+        trained: the run's :class:`~visionbench.engine.inference_spec.InferenceSpec` (its ``inference.json``).
+        evaluated: the same description of the data about to be evaluated.
+        data: the data spec, for messages.
+
+    Returns:
+        Warnings (to print and record in ``metrics.json``): other class names, other stored image
+        sizes or another model input size.
+
+    Raises:
+        ValueError: another number of classes or of image channels.
+    """
+    if evaluated.num_classes != trained.num_classes:
+        raise ValueError(f"--data must have the run's {trained.num_classes} classes; got {evaluated.num_classes} in "
+                         f"{data}. Evaluate on data with the same classes, or train a run on this data.")
+    if evaluated.in_channels != trained.in_channels:
+        kinds = {1: "1-channel (grayscale)", 3: "3-channel (RGB)"}
+        raise ValueError(f"--data must have the run's {kinds[trained.in_channels]} images; got "
+                         f"{kinds[evaluated.in_channels]} images in {data}. Convert the images, or train a run on them.")
+    warnings = []
+    renamed = [(k, a, b) for k, (a, b) in enumerate(zip(trained.classes, evaluated.classes, strict=True)) if a != b]
+    if renamed:
+        k, a, b = renamed[0]
+        warnings.append(f"{len(renamed)} class names of {data} differ from the run's (class {k} is {b!r} there and "
+                        f"{a!r} in the run); classes are matched by index, so check that they mean the same.")
+    if trained.native_size and evaluated.native_size and trained.native_size != evaluated.native_size:
+        warnings.append(f"the images of {data} are {_size_text(evaluated.native_size)} pixels but the run was trained "
+                        f"on {_size_text(trained.native_size)} images; they are resized to the model's "
+                        f"{_size_text(evaluated.image_size or trained.native_size)} input, so expect lower scores "
+                        "than on data like the training data.")
+    elif trained.image_size != evaluated.image_size:
+        shown = [_size_text(s) if s else "images at their own size" for s in (trained.image_size, evaluated.image_size)]
+        warnings.append(f"the model gets {shown[1]} from {data} but was trained on {shown[0]}; its scores may not "
+                        "carry over to images of another size.")
+    return warnings

@@ -6,7 +6,7 @@ content (every scalar with a 95% bootstrap interval over images) for :func:`visi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,24 @@ from visionbench.metrics.segmentation import SEGMENTATION_HIGHER_IS_BETTER
 
 DETECTION_NAMES = COCO_STATS
 SEGMENTATION_NAMES = tuple(SEGMENTATION_HIGHER_IS_BETTER)
+NAMES_SHOWN = 3  # unpaired file names quoted in a message
+
+
+def _some(names: list[str]) -> str:
+    """The first few of ``names`` for a message: ``'a', 'b', 'c', …``."""
+    return ", ".join(repr(n) for n in names[:NAMES_SHOWN]) + (", …" if len(names) > NAMES_SHOWN else "")
+
+
+# Why a COCO number is undefined (pycocotools' -1): no true object of the sizes it averages over.
+_AREA_RANGES = {"s": "no small objects (area below 32² px)", "m": "no medium objects (area 32² to 96² px)",
+                "l": "no large objects (area above 96² px)"}
+
+
+def undefined_reason(name: str) -> str:
+    """Why detection metric ``name`` is undefined, for the console and the report, e.g. ``APl``:
+    ``"no large objects (area above 96² px) in the test set"``."""
+    size = name[-1] if name[:2] in ("AP", "AR") else ""
+    return f"{_AREA_RANGES.get(size, 'no objects')} in the test set"
 
 
 def _entry(value: float, interval: tuple[float, float] | None) -> dict[str, Any]:
@@ -43,10 +61,15 @@ def evaluate_detection_files(gt: Path, pred: Path, *, protocol: str = "pycocotoo
     return detection_metrics(evaluator, _category_names(gt), resamples=resamples, seed=seed)
 
 
-def detection_metrics(evaluator: Any, class_names: dict[int, str], *, resamples: int = 1000, seed: int = 0
-                      ) -> dict[str, Any]:
+def detection_metrics(evaluator: Any, class_names: dict[int, str], *, category_ids: Sequence[int] | None = None,
+                      resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """``metrics.json`` content of a filled :class:`~visionbench.metrics.detection.DetectionEvaluator`
-    (see :func:`evaluate_detection_files`); ``class_names`` maps class ids to names."""
+    (see :func:`evaluate_detection_files`); ``class_names`` maps the evaluator's class ids to names.
+
+    ``category_ids`` maps the evaluator's class ids, when they are contiguous indices ``0..K-1``
+    (a training run), to the dataset's own category ids, which ``per_class["category_id"]`` shows
+    (as the run's ``ground_truth.json`` and ``predictions.json`` do); ``None``: the evaluator's ids
+    are the dataset's already (COCO files)."""
     from visionbench.metrics.detection import detection_intervals
 
     result = evaluator.compute()
@@ -56,7 +79,10 @@ def detection_metrics(evaluator: Any, class_names: dict[int, str], *, resamples:
         if name in result:
             value = float(result[name])
             metrics[name] = _entry(math.nan if value == -1 else value, intervals.get(name))
-    per_class = {"category_id": result["class_ids"], "AP": _listed(result["per_class_AP"])}
+            if math.isnan(metrics[name]["value"]):
+                metrics[name]["undefined"] = undefined_reason(name)
+    shown_ids = [int(c) if category_ids is None else int(category_ids[int(c)]) for c in result["class_ids"]]
+    per_class = {"category_id": shown_ids, "AP": _listed(result["per_class_AP"])}
     if "per_class_AP50" in result:
         per_class["AP50"] = _listed(result["per_class_AP50"])
     metrics["per_class"] = per_class
@@ -102,8 +128,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def mask_pairs(gt: Path, pred: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, list[str]]]:
-    """Masks of two folders paired by relative path without suffix, and the unpaired ones."""
+def mask_pairs(gt: Path, pred: Path, *, allow_partial: bool = False
+               ) -> tuple[list[tuple[str, Path, Path]], dict[str, list[str]], list[str]]:
+    """Masks of two folders paired by relative path without suffix, the unpaired ones, and warnings.
+
+    A ground-truth mask without a prediction is an error unless ``allow_partial``: leaving it out
+    would score the predictions on a subset chosen by whoever made them (detection counts an
+    image without detections as all misses; a missing mask has no such neutral reading). With
+    ``allow_partial``, and for predictions without ground truth, a warning says what was left out.
+    """
     for folder in (gt, pred):
         if not folder.is_dir():
             raise ValueError(f"{str(folder)!r} is not a folder of masks; give --gt DIR and --pred DIR.")
@@ -111,26 +144,40 @@ def mask_pairs(gt: Path, pred: Path) -> tuple[list[tuple[str, Path, Path]], dict
     pairs, gt_only, pred_only = pair_by_relative_path(gt, pred, MASK_SUFFIXES, ignore_suffix=True)
     if not pairs:
         raise ValueError(f"no mask of {str(gt)!r} has a counterpart with the same name in {str(pred)!r}.")
-    return pairs, {"ground_truth_only": gt_only, "prediction_only": pred_only}
+    total = len(pairs) + len(gt_only)
+    if gt_only and not allow_partial:
+        raise ValueError(f"every ground-truth mask must have a predicted mask of the same name; got {len(gt_only)} of "
+                         f"{total} in {str(gt)!r} without one in {str(pred)!r} ({_some(gt_only)}). Predict every "
+                         "image, fix the file names (paired by relative path, suffix ignored), or pass "
+                         "--allow-partial to score only the pairs.")
+    warnings = []
+    if gt_only:
+        warnings.append(f"scored {len(pairs)} of {total} ground-truth masks: {len(gt_only)} in {gt} have no predicted "
+                        f"mask in {pred} ({_some(gt_only)}) and are left out (--allow-partial).")
+    if pred_only:
+        warnings.append(f"{len(pred_only)} predicted masks in {pred} have no ground truth in {gt} ({_some(pred_only)}) "
+                        "and are not scored; check the file names.")
+    return pairs, {"ground_truth_only": gt_only, "prediction_only": pred_only}, warnings
 
 
 def evaluate_segmentation_files(gt: Path, pred: Path, *, num_classes: int | None, ignore_index: int = 255,
-                                resamples: int = 1000, seed: int = 0,
+                                allow_partial: bool = False, resamples: int = 1000, seed: int = 0,
                                 progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None) -> dict[str, Any]:
     """Dataset-level segmentation metrics of predicted masks against ground-truth masks.
 
     Masks are paired by file name (relative path without suffix); ``num_classes`` defaults to
     one more than the largest class index found (``ignore_index`` excluded), stated in the result.
+    A ground-truth mask without a prediction is an error unless ``allow_partial`` (see :func:`mask_pairs`).
 
     Returns:
         ``metrics.json`` content: ``mIoU``, ``fwIoU``, ``pixel_accuracy``, ``mean_class_accuracy``,
         ``dice_mean`` (dataset level, one confusion matrix) and ``mIoU_per_image`` (labelled as
         such), each with an interval from resampling images; ``per_class``, ``absent_classes``,
-        ``confusion_matrix``, ``unpaired``.
+        ``confusion_matrix``, ``unpaired``, and ``warnings`` when some masks were not paired.
     """
     from visionbench.metrics.segmentation import SegmentationAccumulator
 
-    pairs, unpaired = mask_pairs(gt, pred)
+    pairs, unpaired, warnings = mask_pairs(gt, pred, allow_partial=allow_partial)
     if num_classes is None:
         paths = [path for _, gt_path, pred_path in pairs for path in (gt_path, pred_path)]
         num_classes = max(largest_mask_value(paths, ignore_index) + 1, 1)
@@ -147,6 +194,9 @@ def evaluate_segmentation_files(gt: Path, pred: Path, *, num_classes: int | None
             raise ValueError(f"{name}: {error}") from None
     metrics = segmentation_metrics(accumulator, resamples=resamples, seed=seed)
     metrics["unpaired"] = unpaired
+    metrics["num_ground_truth"] = len(pairs) + len(unpaired["ground_truth_only"])
+    if warnings:
+        metrics["warnings"] = warnings
     return metrics
 
 

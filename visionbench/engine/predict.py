@@ -4,156 +4,41 @@ images, or colour-coded mask PNGs.
 The run's best weights and its own evaluation preprocessing are used (the same resize and
 normalisation as its test split), so a prediction here equals the prediction the run's test
 evaluation would make on the same image. Training writes what that preprocessing needs (classes,
-input size, normalisation) to the run's ``inference.json``, so a run predicts without its
-training data: on another machine, or after the data has moved.
+input size, normalisation) to the run's ``inference.json``
+(:mod:`visionbench.engine.inference_spec`), so a run predicts without its training data: on
+another machine, or after the data has moved.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
-import math
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from visionbench.config import TASKS
 from visionbench.data.folder import read_image_rgb
 from visionbench.data.task_transforms import rescale_boxes
-from visionbench.engine import checkpoint as ckpt
-from visionbench.engine import rundir
-from visionbench.engine.loaders import DataBundle
+from visionbench.engine.inference_spec import InferenceSpec
+from visionbench.engine.masks import overlay, write_mask_pngs
 
 TOP_K = 5
-
-
-@dataclass(frozen=True)
-class InferenceSpec:
-    """What a run's model needs to predict a new image, without the training data.
-
-    Attributes:
-        task: ``"classify"``, ``"detect"`` or ``"segment"``.
-        classes: class names, by class index.
-        in_channels: 1 (grey) or 3 (RGB) model input channels.
-        image_size: ``(H, W)`` the model was built for, or ``None`` (images keep their own size).
-        native_size: classification: the stored size of every training image when they all
-            share one (inputs of that size are not resized).
-        mean, std: per-channel normalisation of ``[0, 1]`` images, or ``None`` where the model
-            normalises its own input (torchvision's detectors).
-    """
-
-    task: str
-    classes: tuple[str, ...]
-    in_channels: int
-    image_size: tuple[int, int] | None
-    native_size: tuple[int, int] | None
-    mean: tuple[float, ...] | None
-    std: tuple[float, ...] | None
-
-    @property
-    def num_classes(self) -> int:
-        """The number of classes (what the model builders read, as of a dataset)."""
-        return len(self.classes)
-
-
-def inference_spec(task: str, bundle: DataBundle) -> InferenceSpec:
-    """The :class:`InferenceSpec` of a task's loaded data."""
-    def pair(size: Any) -> tuple[int, int] | None:
-        return None if size is None else (int(size[0]), int(size[1]))
-
-    return InferenceSpec(task=task, classes=tuple(str(c) for c in bundle.data.classes),
-                         in_channels=int(bundle.data.in_channels), image_size=pair(bundle.image_size),
-                         native_size=pair(bundle.native_size),
-                         mean=None if bundle.mean is None else tuple(float(v) for v in bundle.mean),
-                         std=None if bundle.std is None else tuple(float(v) for v in bundle.std))
-
-
-def write_inference_spec(run_dir: Path, spec: InferenceSpec) -> None:
-    """Write ``inference.json`` atomically (a crash leaves the old file or none, never half of one)."""
-    path = run_dir / rundir.INFERENCE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(spec), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _spec_problem(raw: Any) -> str | None:
-    """What is wrong with a parsed ``inference.json``, or ``None``."""
-    if not isinstance(raw, dict):
-        return f"it holds a {type(raw).__name__}, not an object"
-    if raw.get("task") not in TASKS:
-        return f"'task' is {raw.get('task')!r}, not classify, detect or segment"
-    classes = raw.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        return "'classes' must be a non-empty list of names"
-    if raw.get("in_channels") not in (1, 3):
-        return f"'in_channels' is {raw.get('in_channels')!r}, not 1 or 3"
-    for key in ("image_size", "native_size"):
-        size = raw.get(key)
-        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-            return f"'{key}' is {size!r}, not null or [height, width] in pixels"
-    for key in ("mean", "std"):
-        values = raw.get(key)
-        if values is not None and not (isinstance(values, list) and len(values) == raw["in_channels"] and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
-            return f"'{key}' is {values!r}, not null or one finite number per input channel"
-    if raw.get("std") is not None and min(raw["std"]) <= 0:
-        return f"'std' is {raw['std']!r}; every value must be positive"
-    if (raw.get("mean") is None) != (raw.get("std") is None):
-        return "'mean' and 'std' must both be given or both be null"
-    return None
-
-
-def read_inference_spec(run_dir: Path) -> InferenceSpec | None:
-    """The run's ``inference.json``, or ``None`` when the run predates it.
-
-    Raises:
-        ValueError: the file is not valid JSON or not a valid spec; the message names the file and
-            the field, and how to recover.
-    """
-    path = run_dir / rundir.INFERENCE
-    if not path.is_file():
-        return None
-    fix = (f"Restore it from a copy of the run, or delete it to rebuild it from the training data "
-           f"(`visionbench predict` then loads the dataset named in {rundir.CONFIG}).")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({error}). {fix}") from None
-    problem = _spec_problem(raw)
-    if problem:
-        raise ValueError(f"{str(path)!r} is not a valid inference spec: {problem}. {fix}")
-
-    def optional_tuple(value: Any, kind: type) -> Any:
-        return None if value is None else tuple(kind(v) for v in value)
-
-    return InferenceSpec(task=raw["task"], classes=tuple(raw["classes"]), in_channels=raw["in_channels"],
-                         image_size=optional_tuple(raw.get("image_size"), int),
-                         native_size=optional_tuple(raw.get("native_size"), int),
-                         mean=optional_tuple(raw.get("mean"), float), std=optional_tuple(raw.get("std"), float))
+# An input more than this many times larger or smaller (on a side) than the run's stored training
+# images is resized so far that the prediction may mean little: say so.
+SIZE_WARNING_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
 class PredictOutput:
-    """What :func:`predict_files` wrote: the folder, and one summary row per image."""
+    """What :func:`predict_files` wrote: the folder, one summary row per image, and warnings
+    about inputs unlike the training data (each also in its row, under ``"warning"``)."""
 
     out_dir: Path
     rows: list[dict[str, Any]]
-
-
-def load_run_model(weights: Path, config: Any, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
-    """The run's model for ``data`` (a dataset, or an :class:`InferenceSpec`: what has
-    ``num_classes`` and ``in_channels``) with the run's ``weights`` loaded, in eval mode."""
-    from visionbench.engine.train import build_model
-
-    model = build_model(dataclasses.replace(config, weights=None), data, image_size)
-    ckpt.load_weights_into(model, ckpt.read_weights(weights), str(weights))
-    return model.eval()
+    warnings: list[str] = field(default_factory=list)
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
@@ -183,14 +68,40 @@ def predict_files(config: Any, spec: InferenceSpec, model: nn.Module, paths: lis
     classes = list(spec.classes)
     if config.task == "classify":
         rows = _classify(spec, model, images, paths, classes, device)
-        _write_csv(out_dir / "predictions.csv", rows)
+        _write_csv(out_dir / "predictions.csv", rows, min(TOP_K, len(classes)))
     elif config.task == "detect":
         threshold = config.score_threshold if score_threshold is None else score_threshold
         rows = _detect(config, spec, model, images, paths, names, classes, device, threshold, out_dir)
-        (out_dir / "detections.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     else:
         rows = _segment(config, spec, model, images, paths, names, classes, device, out_dir)
-    return PredictOutput(out_dir, rows)
+    warnings = []
+    for row, path, image in zip(rows, paths, images, strict=True):
+        message = size_warning(path, tuple(image.shape[-2:]), spec)
+        if message:
+            row["warning"] = message
+            warnings.append(message)
+    if config.task == "detect":  # written after the warnings, which its rows carry
+        (out_dir / "detections.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return PredictOutput(out_dir, rows, warnings)
+
+
+def size_warning(path: Path, size: tuple[int, int], spec: InferenceSpec) -> str | None:
+    """A warning when an input of ``size`` ``(H, W)`` is far from the size of the run's training
+    images (more than :data:`SIZE_WARNING_FACTOR` times larger or smaller on a side), else ``None``.
+
+    Only runs whose training images all share one stored size (``spec.native_size``: digits,
+    MNIST, CIFAR) know what their inputs looked like; other runs resized images of many sizes.
+    """
+    trained = spec.native_size
+    if trained is None:
+        return None
+    ratios = [s / t for s, t in zip(size, trained, strict=True)]
+    if all(1 / SIZE_WARNING_FACTOR <= r <= SIZE_WARNING_FACTOR for r in ratios):
+        return None
+    model_h, model_w = spec.image_size or trained
+    return (f"{path} is {size[1]}x{size[0]} pixels but this run was trained on {trained[1]}x{trained[0]} images; it "
+            f"is resized to the model's {model_w}x{model_h} input, so the prediction may mean little. Predict images "
+            "like the training data (same size and kind of content), or train a run on images like these.")
 
 
 def _classify(spec: InferenceSpec, model: nn.Module, images: list[torch.Tensor], paths: list[Path],
@@ -217,10 +128,11 @@ def _classify(spec: InferenceSpec, model: nn.Module, images: list[torch.Tensor],
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_csv(path: Path, rows: list[dict[str, Any]], top_k: int) -> None:
+    """``predictions.csv``: one ``topN`` column per class shown (``top_k``: at most the number of classes)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "pred", "probability", *[f"top{k + 1}" for k in range(TOP_K)]])
+        writer.writerow(["file", "pred", "probability", *[f"top{k + 1}" for k in range(top_k)]])
         for row in rows:
             writer.writerow([row["file"], row["pred"], f"{row['probability']:.6f}",
                              *[f"{name}:{p:.6f}" for name, p in row["top"]]])
@@ -257,8 +169,6 @@ def _segment(config: Any, spec: InferenceSpec, model: nn.Module, images: list[to
     from torchvision.transforms import v2
     from torchvision.transforms.v2 import functional as tvf
 
-    from visionbench.engine.segment import overlay, write_mask_pngs
-
     assert spec.mean is not None and spec.std is not None  # segmenters take normalised input
     normalize = v2.Normalize(list(spec.mean), list(spec.std))
     rows = []
@@ -279,5 +189,4 @@ def _segment(config: Any, spec: InferenceSpec, model: nn.Module, images: list[to
     return rows
 
 
-__all__ = ["InferenceSpec", "PredictOutput", "inference_spec", "load_run_model", "predict_files",
-           "read_inference_spec", "write_inference_spec"]
+__all__ = ["PredictOutput", "predict_files"]

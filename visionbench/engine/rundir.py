@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,23 @@ def new_run_dir(root: Path, stem: str) -> Path:
             number += 1
 
 
+def never_checkpointed(path: Path) -> bool:
+    """Whether ``path`` holds a training run that failed before its first checkpoint (and so has
+    nothing to resume): a ``config.yaml`` but neither ``last.state.pt`` nor ``metrics.json``."""
+    return (path / CONFIG).is_file() and not (path / LAST_STATE).exists() and not (path / METRICS).exists()
+
+
+def clear_for_restart(path: Path) -> None:
+    """Remove what a run that never checkpointed wrote (config, history, inference spec, best
+    weights, TensorBoard events), so the same ``--out`` starts over cleanly. ``log.txt`` is kept
+    (the failed attempt's lines, then the new ones); other files are left alone."""
+    for name in (CONFIG, HISTORY, INFERENCE):
+        (path / name).unlink(missing_ok=True)
+    for folder in (CHECKPOINTS, "tensorboard"):
+        if (path / folder).is_dir():
+            shutil.rmtree(path / folder)
+
+
 def check_run_dir(path: Path) -> Path:
     """Raise a clear error unless ``path`` is a visionbench run directory."""
     if not path.is_dir():
@@ -61,16 +79,23 @@ def check_run_dir(path: Path) -> Path:
 
 
 class RunLog:
-    """Writes timestamped lines to ``log.txt`` and, unless quiet, to stderr."""
+    """Writes timestamped lines to ``log.txt`` and, unless quiet, to stderr; keeps the warnings,
+    which the run also records in ``metrics.json`` (``"warnings"``)."""
 
-    def __init__(self, path: Path | None, *, quiet: bool, stream: TextIO = sys.stderr) -> None:
-        self.path, self.quiet, self.stream = path, quiet, stream
+    def __init__(self, path: Path | None, *, quiet: bool, stream: TextIO | None = None) -> None:
+        self.path, self.quiet, self.stream = path, quiet, stream  # None: sys.stderr as it is when logging
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        """Log ``"warning: " + message`` and keep ``message`` for ``metrics.json``."""
+        self.warnings.append(message)
+        self(f"warning: {message}")
 
     def __call__(self, message: str) -> None:
         """Log one message to the file and, unless quiet, to the stream."""
         self.file(message)
         if not self.quiet:
-            print(message, file=self.stream, flush=True)
+            print(message, file=self.stream or sys.stderr, flush=True)
 
     def file(self, message: str) -> None:
         """Log one message to ``log.txt`` only (e.g. what the CLI prints on stdout itself)."""
@@ -85,19 +110,28 @@ def append_history(run_dir: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def truncate_history(run_dir: Path, before_epoch: int) -> None:
-    """Keep only the records of epochs ``< before_epoch`` (a resumed run redoes the rest)."""
+def truncate_history(run_dir: Path, epochs_done: int) -> None:
+    """Keep only the records of epochs ``1..epochs_done`` (a resumed run redoes the rest); a file of
+    an older run numbered from 0 is rewritten numbered from 1."""
     path = run_dir / HISTORY
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] < before_epoch]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [record for record in read_history(run_dir) if record["epoch"] <= epochs_done]
+    path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """All records of ``history.jsonl``."""
+    """All records of ``history.jsonl``, epochs numbered from 1 (the first epoch is ``epoch: 1``).
+
+    Older runs numbered epochs from 0; their records are renumbered here, so
+    every reader (report, resume) sees one numbering. A file numbered from 1 never holds epoch 0.
+    """
     path = run_dir / HISTORY
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    if any(record.get("epoch") == 0 for record in records):
+        records = [{**record, "epoch": record["epoch"] + 1} if isinstance(record.get("epoch"), int) else record
+                   for record in records]
+    return records
 
 
 def _json_safe(value: Any) -> Any:

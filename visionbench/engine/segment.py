@@ -25,6 +25,8 @@ from visionbench.engine import rundir
 from visionbench.engine.dense import EXAMPLE_SIDE, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
 from visionbench.engine.loaders import DataBundle, eval_loader
+from visionbench.engine.masks import colour_mask, write_mask_pngs
+from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
 from visionbench.losses import create_segmentation_loss
@@ -152,7 +154,6 @@ def evaluate_and_write(
     """The test split's segmentation metrics, the predicted masks as PNGs and the worst images
     overlaid, written to ``run_dir`` by rank 0."""
     from visionbench.engine.file_evaluation import segmentation_metrics
-    from visionbench.engine.train import finish_test
 
     classes = list(bundle.data.classes)
     local = predict_masks(model, eval_loader(bundle.test, config, runtime), runtime,
@@ -187,57 +188,6 @@ def per_image_confusions(outputs: list[tuple[int, torch.Tensor, torch.Tensor]], 
         except ValueError as error:
             raise ValueError(f"test mask: {error}") from None
     return torch.stack(matrices) if matrices else torch.zeros(0, num_classes, num_classes, dtype=torch.int64)
-
-
-def palette(num_colours: int = 256) -> np.ndarray:
-    """The Pascal VOC colour map, ``uint8 [num_colours, 3]`` (class 0 black, then distinct colours;
-    the colours are bits of the class index spread over R, G and B, as in the VOC devkit)."""
-    colours = np.zeros((num_colours, 3), dtype=np.uint8)
-    for index in range(num_colours):
-        value, r, g, b = index, 0, 0, 0
-        for shift in range(7, -1, -1):  # the lowest 3 bits go to the highest colour bit, and so on
-            r |= ((value >> 0) & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        colours[index] = (r, g, b)
-    return colours
-
-
-def write_mask_pngs(folder: Path, masks: list[tuple[str, torch.Tensor]]) -> None:
-    """One palette PNG per mask (pixel = class index, shown in the VOC colours), named by the
-    sample id with ``.png`` (folders in the id kept), readable by ``visionbench evaluate --task segment``."""
-    from PIL import Image
-
-    colours = palette().flatten().tolist()
-    for name, mask in masks:
-        path = (folder / name).with_suffix(".png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        array = mask.numpy()
-        if array.size and int(array.max()) > 255:
-            raise ValueError(f"mask {name} has class {int(array.max())}: a palette PNG holds classes 0..255 only.")
-        image = Image.fromarray(array.astype(np.uint8), mode="P")
-        image.putpalette(colours)
-        image.save(path)
-
-
-def colour_mask(mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    """``mask``'s classes in their VOC colours, uint8 ``[3, H, W]``; ignored pixels white."""
-    colours = torch.from_numpy(palette())
-    shown = colours[mask.clamp(0, 255).long()].permute(2, 0, 1)
-    return torch.where(mask == ignore_index, torch.tensor(255, dtype=torch.uint8), shown)
-
-
-def overlay(image: torch.Tensor, mask: torch.Tensor, ignore_index: int, alpha: float = 0.6) -> torch.Tensor:
-    """``image`` (uint8 ``[3, H, W]``) in grey with ``mask``'s classes blended in their VOC
-    colours (background and ignored pixels left grey): grey makes the class colours readable
-    on any image."""
-    from torchvision.transforms.v2 import functional as tvf
-
-    grey = tvf.rgb_to_grayscale(image, num_output_channels=3).float()
-    shown = (mask != 0) & (mask != ignore_index)
-    blended = torch.where(shown, (1 - alpha) * grey + alpha * colour_mask(mask, ignore_index).float(), grey)
-    return blended.round().to(torch.uint8)
 
 
 def write_worst_masks(path: Path, outputs: list[tuple[int, torch.Tensor, torch.Tensor]], confusions: torch.Tensor,
@@ -287,5 +237,4 @@ def _colour_names(count: int) -> list[str]:
 HOOKS = TaskHooks(
     build_data=build_data, build_loss=build_loss, parameter_groups=parameter_groups,
     sample_weights=sample_weights, batch_loss=batch_loss, validate=validate, evaluate_and_write=evaluate_and_write,
-    headline=("mIoU", "fwIoU", "pixel_accuracy", "mean_class_accuracy", "dice_mean", "mIoU_per_image"),
 )

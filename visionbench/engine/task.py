@@ -3,12 +3,13 @@
 :mod:`visionbench.engine.train` knows nothing of labels, boxes or masks: it asks the task for its
 data, loss, the loss of a batch, the validation numbers of an epoch and the test-split
 outputs. Each task module (:mod:`~visionbench.engine.classify`, :mod:`~visionbench.engine.detect`,
-:mod:`~visionbench.engine.segment`) provides these as plain functions in a :class:`TaskHooks`.
+:mod:`~visionbench.engine.segment`) provides these as plain functions in a :class:`TaskHooks`;
+the training loop looks them up by task name (:func:`visionbench.engine.train.task_hooks`), so
+this record sits below both and imports neither.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,6 @@ class TaskHooks:
         validate: ``(model, loader, trainer, runtime, bundle) -> dict``: the ``val_*`` numbers of an epoch.
         evaluate_and_write: ``(model, config, bundle, run_dir, runtime, log) -> metrics``: test
             split metrics, predictions and examples written to the run directory.
-        headline: the metrics printed after a run.
     """
 
     build_data: Callable[..., Any]
@@ -37,15 +37,3 @@ class TaskHooks:
     batch_loss: Callable[..., Any]
     validate: Callable[..., Any]
     evaluate_and_write: Callable[..., Any]
-    headline: tuple[str, ...]
-
-
-_MODULES = {"classify": "visionbench.engine.classify", "detect": "visionbench.engine.detect",
-            "segment": "visionbench.engine.segment"}
-
-
-def task_hooks(task: str) -> TaskHooks:
-    """The :class:`TaskHooks` of ``task`` (``"classify"``, ``"detect"`` or ``"segment"``)."""
-    if task not in _MODULES:
-        raise ValueError(f"task must be one of {list(_MODULES)}; got {task!r}.")
-    return importlib.import_module(_MODULES[task]).HOOKS

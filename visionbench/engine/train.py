@@ -22,20 +22,31 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from visionbench.config import TASKS, AnyConfig
-from visionbench.engine import NonFiniteLossError, rundir
+from visionbench.config import MIN_STEPS_PER_EPOCH, AnyConfig, save_yaml, settle_batch_size, usual_batch_size
+from visionbench.engine import NonFiniteLossError, classify, detect, rundir, segment
 from visionbench.engine import checkpoint as ckpt
 from visionbench.engine.determinism import capture_rng_state, restore_rng_state, seed_everything
-from visionbench.engine.distributed import DistInfo, barrier, broadcast_object
+from visionbench.engine.distributed import DistInfo, barrier
+from visionbench.engine.inference_spec import inference_spec, write_inference_spec
 from visionbench.engine.loaders import DataBundle, eval_loader, train_loader
 from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn
-from visionbench.engine.predict import inference_spec, write_inference_spec
+from visionbench.engine.run_model import build_model
 from visionbench.engine.runtime import Runtime, autocast_dtype, resolve_device
 from visionbench.engine.sampling import EpochBatchSampler
-from visionbench.engine.task import task_hooks
-from visionbench.models import MODELS, create_model
+from visionbench.engine.task import TaskHooks
+from visionbench.engine.threads import describe_threads
 
 __all__ = ["DataBundle", "Runtime", "build_data", "build_model", "build_trainer", "fit", "resolve_device"]
+
+
+_TASK_HOOKS: dict[str, TaskHooks] = {"classify": classify.HOOKS, "detect": detect.HOOKS, "segment": segment.HOOKS}
+
+
+def task_hooks(task: str) -> TaskHooks:
+    """The :class:`~visionbench.engine.task.TaskHooks` of ``task`` (``"classify"``, ``"detect"`` or ``"segment"``)."""
+    if task not in _TASK_HOOKS:
+        raise ValueError(f"task must be one of {list(_TASK_HOOKS)}; got {task!r}.")
+    return _TASK_HOOKS[task]
 
 
 def build_data(config: AnyConfig) -> DataBundle:
@@ -43,18 +54,10 @@ def build_data(config: AnyConfig) -> DataBundle:
     return task_hooks(config.task).build_data(config)
 
 
-def build_model(config: AnyConfig, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
-    """The registered model (of any task) for the classes of ``data`` (a dataset, or a run's
-    ``InferenceSpec``: what has ``num_classes`` and ``in_channels``), with ``--weights`` loaded
-    when given; built for ``image_size``, else the model's default size (images of mixed sizes)."""
-    side = image_size[0] if image_size else MODELS.info(config.model)["default_size"]
-    model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=side)
-    if config.weights:
-        ckpt.load_weights_into(model, ckpt.read_weights(config.weights), config.weights)
-    return model
-
-
 # ----------------------------------------------------------------------------------- loop state
+
+
+STATE_FORMAT = 2  # of last.state.pt; 2: Progress.best_epoch counted from 1 (format 1: from 0)
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Progress:
     loss_count: int = 0
     best_value: float | None = None  # of config.monitor
     best_loss: float | None = None  # val_loss of the best epoch (breaks accuracy ties)
-    best_epoch: int = -1
+    best_epoch: int = 0  # number of the best epoch, counted from 1 as everywhere a user reads it; 0: none yet
     epochs_without_improvement: int = 0
     dropped_boxes: int = 0  # detection: boxes augmentation removed in the current epoch
     finished: bool = False
@@ -93,7 +96,7 @@ class Trainer:
 def state_dict(trainer: Trainer, progress: Progress, config: AnyConfig) -> dict[str, Any]:
     """Everything needed to continue exactly: see the module docstring."""
     return {
-        "format": 1, "model_name": config.model,
+        "format": STATE_FORMAT, "model_name": config.model,
         "model": {k: v.detach().cpu() for k, v in trainer.core.state_dict().items()},
         "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.scaler.state_dict(), "ema": trainer.ema.state_dict() if trainer.ema else None,
@@ -110,7 +113,10 @@ def restore(trainer: Trainer, state: dict[str, Any], source: str) -> Progress:
     if trainer.ema is not None and state["ema"] is not None:
         trainer.ema.load_state_dict(state["ema"])
     restore_rng_state(state["rng"])
-    return Progress(**state["progress"])
+    progress = dict(state["progress"])
+    if state.get("format", 1) < 2:  # format 1 counted best_epoch from 0 (-1: none yet)
+        progress["best_epoch"] += 1
+    return Progress(**progress)
 
 
 def save_checkpoint(run_dir: Path, trainer: Trainer, progress: Progress, config: AnyConfig, dist: DistInfo) -> None:
@@ -210,14 +216,23 @@ def improved(config: AnyConfig, record: dict[str, Any], progress: Progress) -> b
 # ----------------------------------------------------------------------------------- fit
 
 
-def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool) -> dict[str, Any]:
+def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, extend: bool = False
+        ) -> tuple[dict[str, Any], AnyConfig]:
     """Train ``config`` into ``run_dir``, evaluate the best checkpoint on test, write the results.
 
+    Args:
+        resume: continue from the run's last checkpoint (from the beginning when it has none).
+        extend: with ``resume``, ``config.epochs`` was given to train longer (see :func:`resume_progress`).
+
     Returns:
-        The ``metrics.json`` content.
+        The ``metrics.json`` content, and the config as run (batch size settled), also saved as
+        ``config.yaml``.
     """
     dist, device = runtime.dist, runtime.device
     log = rundir.RunLog(run_dir / rundir.LOG if dist.is_main else None, quiet=runtime.quiet or not dist.is_main)
+    # First, so a slow run shows at once where it runs and how many threads it uses (issue 11).
+    processes = f", {dist.world_size} processes" if dist.enabled else ""
+    log(f"device {device}{processes}, {describe_threads(config.threads, torch.get_num_threads())}")
     seed_everything(config.seed, deterministic=config.deterministic)
     bundle = build_data(config)
     if dist.is_main:  # what `visionbench predict` needs, so the run predicts without its training data
@@ -226,15 +241,11 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool) -> 
     size = f"{bundle.image_size[0]}x{bundle.image_size[1]}" if bundle.image_size else "HxW as stored"
     log(f"data {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{data.num_classes} classes, input {data.in_channels}x{size}, augment={bundle.augment}")
+    config = with_batch_size(config, len(bundle.train), dist.world_size, log)
     trainer = build_trainer(config, bundle, device, dist.world_size)
-    progress = Progress()
-    state_path = run_dir / rundir.LAST_STATE
-    if resume and state_path.exists():
-        progress = restore(trainer, ckpt.load_state(state_path), str(state_path))
-        log(f"resumed at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
-    elif resume:
-        log("no checkpoint yet in this run; starting from the beginning")
+    progress = resume_progress(trainer, config, run_dir, log, extend=extend) if resume else Progress()
     if dist.is_main:
+        save_yaml(config, run_dir / rundir.CONFIG)  # as run: the batch size chosen, the epochs extended
         rundir.truncate_history(run_dir, progress.epoch)
     if dist.enabled:
         trainer.model = nn.parallel.DistributedDataParallel(
@@ -242,7 +253,58 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool) -> 
         )
     if not progress.finished:
         run_epochs(trainer, bundle, config, runtime, progress, run_dir, log)
-    return test_best(config, bundle, run_dir, runtime, log)
+    return test_best(config, bundle, run_dir, runtime, log), config
+
+
+def with_batch_size(config: AnyConfig, train_samples: int, world_size: int, log: rundir.RunLog) -> AnyConfig:
+    """``config`` with its batch size settled (:func:`~visionbench.config.settle_batch_size`), the
+    choice logged when the default was lowered, and a warning when an epoch has too few steps."""
+    batch = settle_batch_size(config, train_samples, world_size)
+    steps = EpochBatchSampler.batches_per_epoch(train_samples, batch, world_size)
+    if config.batch_size is None and batch < usual_batch_size(config):
+        log(f"batch size {batch}, lowered from the default {usual_batch_size(config)} so that {train_samples} training "
+            f"samples make {steps} steps per epoch (--batch-size N sets it)")
+    if steps < MIN_STEPS_PER_EPOCH:
+        fit_batch = train_samples // (MIN_STEPS_PER_EPOCH * world_size)
+        change = (f"use --batch-size {fit_batch} (for about {MIN_STEPS_PER_EPOCH} steps), more --epochs, or more data"
+                  if 0 < fit_batch < batch else "use more training data or more --epochs")
+        processes = f" x {world_size} processes" if world_size > 1 else ""
+        log.warn(f"only {steps} optimizer steps per epoch ({train_samples} training samples at batch size "
+                 f"{batch}{processes}): a model trained this little may predict one class for everything; {change}.")
+    return dataclasses.replace(config, batch_size=batch)
+
+
+def resume_progress(trainer: Trainer, config: AnyConfig, run_dir: Path, log: rundir.RunLog, *, extend: bool
+                    ) -> Progress:
+    """The progress of the run in ``run_dir``, its last checkpoint loaded into ``trainer``.
+
+    Args:
+        extend: ``config.epochs`` was given with ``--resume``: train to that many epochs, a finished
+            run included (it must be more than the epochs done). The LR schedule is the one of a run
+            of ``config.epochs`` epochs at the current step (see ``README.md``).
+    """
+    state_path = run_dir / rundir.LAST_STATE
+    if not state_path.exists():
+        log("no checkpoint yet in this run; starting from the beginning")
+        return Progress()
+    progress = restore(trainer, ckpt.load_state(state_path), str(state_path))
+    if extend and config.epochs <= progress.epoch:
+        raise ValueError(f"--epochs must be more than the {progress.epoch} epochs {str(run_dir)!r} has done to train it "
+                         f"longer; got {config.epochs}. Give e.g. --epochs {progress.epoch + 5}.")
+    if extend:
+        log(f"training to {config.epochs} epochs ({progress.epoch} done); the LR schedule is now that of a "
+            f"{config.epochs}-epoch run")
+    if extend and progress.finished:
+        progress.finished, progress.epochs_without_improvement = False, 0  # early stopping counts afresh
+    elif progress.finished:
+        log(f"the run is finished ({progress.epoch} epochs, best epoch {progress.best_epoch}); evaluating its best "
+            f"checkpoint again. To train it longer: visionbench train --resume {run_dir} --epochs N "
+            f"(N > {progress.epoch})")
+    elif progress.step_in_epoch:
+        log(f"resuming epoch {progress.epoch + 1}/{config.epochs} at step {progress.step_in_epoch + 1}")
+    else:
+        log(f"resuming at epoch {progress.epoch + 1}/{config.epochs}")
+    return progress
 
 
 def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, world_size: int = 1) -> Trainer:
@@ -275,7 +337,8 @@ def run_epochs(
 ) -> None:
     """Epoch after epoch: train, validate, record, keep the best, checkpoint, maybe stop early."""
     dist = runtime.dist
-    writer = _tensorboard(run_dir, progress.global_step) if dist.is_main else None
+    # Scalars are logged at the epoch number: a resumed run drops those of epochs it redoes.
+    writer = _tensorboard(run_dir, progress.epoch + 1 if progress.epoch else 0, log) if dist.is_main else None
     val_loader = eval_loader(bundle.val, config, runtime)
     steps = EpochBatchSampler.batches_per_epoch(len(bundle.train), config.batch_size, dist.world_size)
     show_bar = dist.is_main and not runtime.quiet and sys.stderr.isatty()
@@ -310,7 +373,7 @@ def validate_epoch(trainer: Trainer, config: AnyConfig, bundle: DataBundle, load
 
 def epoch_record(progress: Progress, trainer: Trainer, val: dict[str, float], seconds: float) -> dict[str, Any]:
     """The ``history.jsonl`` line of the epoch just trained."""
-    record: dict[str, Any] = {"epoch": progress.epoch, "step": progress.global_step,
+    record: dict[str, Any] = {"epoch": progress.epoch + 1, "step": progress.global_step,
                               "train_loss": progress.loss_sum / max(progress.loss_count, 1)}
     record.update(val)
     if progress.dropped_boxes:
@@ -329,7 +392,7 @@ def finish_epoch(
     has_val = value == value  # NaN without a validation split: every epoch counts as the best
     better = validated and ((not has_val) or improved(config, record, progress))
     if better:
-        progress.best_epoch, progress.epochs_without_improvement = progress.epoch, 0
+        progress.best_epoch, progress.epochs_without_improvement = record["epoch"], 0
         progress.best_value, progress.best_loss = (value, record.get("val_loss", math.nan)) if has_val else (None, None)
     elif validated:
         progress.epochs_without_improvement += 1
@@ -338,10 +401,10 @@ def finish_epoch(
         if writer is not None:
             for key, value in record.items():
                 if key not in ("epoch", "step", "seconds", "validated") and isinstance(value, int | float):
-                    writer.add_scalar(key.replace("_", "/", 1), value, record["epoch"] + 1)
+                    writer.add_scalar(key.replace("_", "/", 1), value, record["epoch"])
             writer.flush()
         if better:
-            ckpt.save_weights(evaluated_weights(trainer), run_dir / rundir.BEST_WEIGHTS, {"epoch": str(progress.epoch)})
+            ckpt.save_weights(evaluated_weights(trainer), run_dir / rundir.BEST_WEIGHTS, {"epoch": str(record["epoch"])})
     progress.epoch += 1
     progress.step_in_epoch, progress.loss_sum, progress.loss_count, progress.dropped_boxes = 0, 0.0, 0, 0
     stop = bool(config.early_stopping) and progress.epochs_without_improvement >= config.early_stopping
@@ -352,15 +415,26 @@ def finish_epoch(
 
 def format_record(record: dict[str, Any], epochs: int) -> str:
     """One human line per epoch: the train loss and whatever the task validated."""
-    parts = [f"epoch {record['epoch'] + 1}/{epochs}", f"train_loss {record['train_loss']:.4f}"]
+    parts = [f"epoch {record['epoch']}/{epochs}", f"train_loss {record['train_loss']:.4f}"]
     parts += [f"{key} {value:.4f}" for key, value in record.items() if key.startswith("val_")]
     if record.get("dropped_boxes"):
         parts.append(f"dropped_boxes {record['dropped_boxes']}")
     return "  ".join(parts) + f"  ({record['seconds']:.1f}s)"
 
 
-def _tensorboard(run_dir: Path, purge_step: int) -> Any:
-    """A TensorBoard writer in ``run_dir/tensorboard`` (imported lazily: it is slow to import)."""
+def _tensorboard(run_dir: Path, purge_step: int, log: rundir.RunLog) -> Any:
+    """A TensorBoard writer in ``run_dir/tensorboard`` (imported lazily: it is slow to import), or
+    ``None`` without the optional ``visionbench[tensorboard]`` extra: event files are a convenience
+    (``history.jsonl`` and ``report.html`` hold the same curves), so the run goes on and says once
+    how to get them."""
+    from visionbench._extras import MissingExtraError, import_optional, install_hint
+
+    try:
+        import_optional("tensorboard", extra="tensorboard", purpose="writing TensorBoard event files")
+    except MissingExtraError:
+        log(f"TensorBoard is not installed: no event files in {str(run_dir / 'tensorboard')!r} (history.jsonl and "
+            f"report.html have the curves). To write them, run `{install_hint('tensorboard')}`.")
+        return None
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step or None)
@@ -380,42 +454,3 @@ def evaluate_and_write(
 ) -> dict[str, Any]:
     """Test-split metrics of ``model`` and the task's per-sample outputs, written to ``run_dir``."""
     return task_hooks(config.task).evaluate_and_write(model, config, bundle, run_dir, runtime, log)
-
-
-def finish_test(report: dict[str, Any], write_outputs: Callable[[Path], None], run_dir: Path, runtime: Runtime,
-                log: rundir.RunLog) -> dict[str, Any]:
-    """Rank 0 writes ``metrics.json``, the task's outputs (``write_outputs(run_dir)``) and the
-    report; every rank returns the same metrics."""
-    if runtime.dist.is_main:
-        write_outputs(run_dir)
-        rundir.write_metrics(run_dir, report)
-        log.file(format_metrics(report))
-        write_report(run_dir, log)
-    barrier(runtime.dist)
-    return broadcast_object(report, runtime.dist)
-
-
-def write_report(run_dir: Path, log: rundir.RunLog) -> None:
-    """Build ``report.html``; a failure here is logged, never allowed to lose the run's results."""
-    from visionbench.report import build_run_report
-
-    try:
-        build_run_report(run_dir)
-    except Exception as error:  # noqa: BLE001 - the metrics are already written; say why the page is missing
-        log(f"report.html could not be built: {error}")
-
-
-def format_metrics(report: dict[str, Any]) -> str:
-    """The test metrics as a short human table."""
-    lines = [f"test metrics ({report['num_samples']} samples, 95% bootstrap intervals):"]
-    task = report.get("task", "classify")
-    headline = task_hooks(task).headline if task in TASKS else None
-    names = headline or [k for k, v in report.items() if isinstance(v, dict) and "value" in v and "ci95" in v]
-    for name in names:
-        if name not in report:
-            continue
-        entry = report[name]
-        low, high = entry["ci95"] if entry.get("ci95") else (float("nan"), float("nan"))
-        lines.append(f"  {name:<18} {entry['value']:.4f}  [{low:.4f}, {high:.4f}]")
-    return "\n".join(lines)
-

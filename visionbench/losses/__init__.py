@@ -4,7 +4,10 @@ The engine builds its loss by name through :func:`create_loss`; ``visionbench li
 :func:`list_losses`. Every builder has the same signature
 ``(*, num_classes, label_smoothing=0.0, class_weights=None) -> nn.Module`` and returns a
 :class:`ClassificationLoss`, whose ``forward(logits, target)`` calls the functional loss. Class
-weights live in a buffer, so ``loss.to(device)`` moves them with the model.
+weights live in a buffer, so ``loss.to(device)`` moves them with the model. Segmentation and
+detection losses have registries of their own (:data:`SEGMENTATION_LOSSES`,
+:func:`create_segmentation_loss`; :data:`DETECTION_LOSSES`, :func:`create_detection_loss`, whose
+box losses a detector such as ``tiny_fcos`` takes as ``--box-loss``).
 
 Example:
     >>> loss_fn = create_loss("cross_entropy", num_classes=10, label_smoothing=0.1)
@@ -14,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -30,11 +33,16 @@ from visionbench.losses.classification import (
 )
 
 __all__ = [
+    "DETECTION_LOSSES",
     "LOSSES",
     "SEGMENTATION_LOSSES",
+    "BoxLoss",
     "ClassificationLoss",
+    "DenseClassificationLoss",
     "SegmentationLoss",
+    "create_detection_loss",
     "create_segmentation_loss",
+    "detection_loss_names",
     "binary_cross_entropy",
     "create_loss",
     "cross_entropy",
@@ -266,3 +274,114 @@ def create_segmentation_loss(name: str, *, class_weights: torch.Tensor | None = 
         >>> loss = loss_fn(torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 8, 8)))  # doctest: +SKIP
     """
     return SEGMENTATION_LOSSES.get(name)(class_weights=class_weights, ignore_index=ignore_index)
+
+
+# --------------------------------------------------------------------------------------------
+# Detection losses: the box regression and the per-class classification losses of detectors
+# --------------------------------------------------------------------------------------------
+
+DETECTION_LOSSES = Registry("detection loss", plural="losses")
+
+DetectionLossKind = Literal["box", "classification"]
+
+
+class BoxLoss(nn.Module):
+    """A box regression loss of matched pairs as a module: ``forward(pred [N, 4], target [N, 4])``
+    gives ``[N]``, one loss per pair (the detector weights and normalises them).
+
+    Attributes:
+        name: the registered name.
+        on: what the pairs are: ``"boxes"``, XYXY boxes in pixels (the IoU family, scale-invariant),
+            or ``"encoded"``, the detector's regression targets (Smooth L1: per-coordinate errors in
+            pixels would weigh large boxes more, so detectors regress encoded offsets, e.g.
+            Fast R-CNN's deltas or FCOS' log-distances).
+    """
+
+    def __init__(self, name: str, fn: Callable[..., torch.Tensor], *, on: str, **options: Any) -> None:
+        super().__init__()
+        self.name, self.fn, self.on, self.options = name, fn, on, options
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of each row's pair, ``[N]``."""
+        loss = self.fn(pred, target, reduction="none", **self.options)
+        return loss.sum(dim=1) if loss.ndim == 2 else loss  # Smooth L1 is per coordinate: one box is 4
+
+    def extra_repr(self) -> str:
+        options = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"{self.name}, on={self.on!r}{options}"
+
+
+class DenseClassificationLoss(nn.Module):
+    """A detector's per-class classification loss as a module: ``forward(logits, target)`` with
+    ``target`` the one-hot of ``logits``' shape (background: all zeros) gives the element-wise
+    loss; the detector sums it and divides by its number of positives (RetinaNet, FCOS)."""
+
+    def __init__(self, name: str, fn: Callable[..., torch.Tensor], **options: Any) -> None:
+        super().__init__()
+        self.name, self.fn, self.options = name, fn, options
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of every element, the shape of ``logits``."""
+        return self.fn(logits, target, reduction="none", **self.options)
+
+    def extra_repr(self) -> str:
+        return self.name + "".join(f", {k}={v!r}" for k, v in self.options.items())
+
+
+def _register_detection_losses() -> None:
+    from visionbench.losses.detection import DETECTION_LOSSES as functions
+
+    # name -> (kind, what a box loss compares, fixed options, description)
+    table: dict[str, tuple[DetectionLossKind, str | None, dict[str, float], str]] = {
+        "giou": ("box", "boxes", {}, "Generalized IoU loss (Rezatofighi et al. 2019); tiny_fcos' default."),
+        "diou": ("box", "boxes", {}, "Distance IoU loss: 1 - IoU + centre distance² / enclosing diagonal² "
+                 "(Zheng et al. 2020)."),
+        "ciou": ("box", "boxes", {}, "Complete IoU loss: DIoU + an aspect-ratio term (Zheng et al. 2020)."),
+        "iou": ("box", "boxes", {}, "1 - IoU; no gradient while a box misses its target."),
+        # beta 1/9: Detectron's RetinaNet and Faster R-CNN; on log-distances (FCOS' regression).
+        "smooth_l1": ("box", "encoded", {"beta": 1 / 9}, "Smooth L1 (beta 1/9) on the detector's encoded "
+                      "regression targets (tiny_fcos: log distances to the box sides)."),
+        "sigmoid_focal": ("classification", None, {"alpha": 0.25, "gamma": 2.0},
+                          "Per-class sigmoid focal loss, alpha 0.25, gamma 2 (RetinaNet, FCOS)."),
+    }
+    for name, fn in functions.items():
+        kind, on, options, description = table[name]
+
+        def build(*, _name: str = name, _fn: Callable[..., torch.Tensor] = fn, _on: str | None = on,
+                  _options: dict[str, float] = options) -> nn.Module:
+            if _on is None:
+                return DenseClassificationLoss(_name, _fn, **_options)
+            return BoxLoss(_name, _fn, on=_on, **_options)
+
+        DETECTION_LOSSES.register(name, description=description, task="detect", kind=kind)(build)
+
+
+_register_detection_losses()
+
+
+def detection_loss_names(kind: DetectionLossKind) -> list[str]:
+    """Sorted names of the registered detection losses of one ``kind`` (``"box"`` or ``"classification"``)."""
+    return [name for name in DETECTION_LOSSES.names() if DETECTION_LOSSES.info(name)["kind"] == kind]
+
+
+def create_detection_loss(name: str, *, kind: DetectionLossKind) -> nn.Module:
+    """Build the detection loss ``name`` of ``kind`` (see ``visionbench list losses``) as a module.
+
+    Args:
+        name: a registered name, e.g. ``"giou"`` or ``"sigmoid_focal"``.
+        kind: ``"box"`` (a :class:`BoxLoss`, one loss per matched pair) or ``"classification"``
+            (a :class:`DenseClassificationLoss`, element-wise).
+
+    Raises:
+        ValueError: for an unknown name (close matches suggested) or a loss of the other kind.
+
+    Example:
+        >>> loss_fn = create_detection_loss("diou", kind="box")
+        >>> loss_fn(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[1.0, 1.0, 3.0, 3.0]]))  # doctest: +SKIP
+    """
+    builder = DETECTION_LOSSES.get(name)
+    actual = DETECTION_LOSSES.info(name)["kind"]
+    if actual != kind:
+        raise ValueError(f"{kind} loss must be one of {detection_loss_names(kind)}; got {name!r}, a {actual} loss. "
+                         "See `visionbench list losses`.")
+    return builder()

@@ -1,20 +1,27 @@
-"""The model registry: ``@register_model`` fills it, ``create_model`` and ``list_models`` read it."""
+"""The model registry: the catalogue (:mod:`visionbench.models.catalog`) and ``@register_model``
+fill it, ``create_model`` and ``list_models`` read it.
+
+Importing this module imports neither torch nor torchvision: names and metadata are known up front,
+builders are imported when a model is built.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from visionbench._registry import Registry
+
+if TYPE_CHECKING:  # only for annotations: importing torch here would make `list models` pay for it
+    from torch import nn
 
 MODELS = Registry("model")
 
 
 def register_model(
     name: str, *, description: str, min_size: int = 1, size_multiple: int = 1, default_size: int = 224,
-    task: str = "classify",
+    task: str = "classify", options: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a model builder ``(num_classes, in_channels, image_size) -> nn.Module``.
 
@@ -26,20 +33,45 @@ def register_model(
         min_size: smallest input side the network handles well; smaller images are upscaled.
         size_multiple: the input side must be a multiple of this (ViT's patch size).
         default_size: input side for datasets of mixed image sizes (folders).
+        options: keyword options the builder takes beyond these (e.g. ``("box_loss",)``), each a
+            config field of the same name.
     """
     return MODELS.register(
         name, description=description, min_size=min_size, size_multiple=size_multiple, default_size=default_size,
-        task=task,
+        task=task, options=tuple(options),
     )
 
 
-def create_model(name: str, *, num_classes: int, in_channels: int = 3, image_size: int = 224) -> nn.Module:
+def create_model(name: str, *, num_classes: int, in_channels: int = 3, image_size: int = 224, **options: object
+                 ) -> nn.Module:
     """Build the registered model ``name`` with random initialisation.
+
+    Args:
+        options: the model's own builder options (its registry info ``options``), e.g.
+            ``box_loss="diou"`` for ``tiny_fcos``; a model without the option refuses it.
 
     Example:
         >>> model = create_model("cnn-small", num_classes=10, in_channels=1, image_size=8)
     """
-    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    check_model_options(name, options)
+    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **options)
+
+
+def check_model_options(name: str, options: dict[str, object], source: str = "the model options") -> None:
+    """Raise unless model ``name`` takes every option of ``options`` (its registry info ``options``).
+
+    Example:
+        >>> check_model_options("tiny_fcos", {"box_loss": "diou"})
+    """
+    supported = MODELS.info(name).get("options", ())
+    for option, value in options.items():
+        if option not in supported:
+            takers = [n for n in MODELS.names() if option in MODELS.info(n).get("options", ())]
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(
+                f"{option} must be auto for model {name!r}, which keeps its own; got {value!r} in {source}. "
+                f"{flag} applies to {', '.join(takers) or 'no registered model'}: use {flag} auto, or one of those models."
+            )
 
 
 def list_models(pattern: str = "*", *, task: str | None = None) -> list[str]:

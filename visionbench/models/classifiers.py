@@ -1,30 +1,45 @@
-"""Registered classifiers: our small nets and torchvision's, built for any classes and channels.
+"""Classifiers: our small nets and torchvision's, built for any classes and channels.
 
-torchvision builders are called with ``weights=None`` (random init, never a download); a
-pretrained local state dict is loaded afterwards with ``--weights FILE``.
+Their names, descriptions and sizes are registered from :mod:`visionbench.models.catalog`; this
+module is imported when a classifier is first built, and torchvision only when a torchvision
+classifier is. torchvision builders are called with ``weights=None`` (random init, never a
+download); a pretrained local state dict is loaded afterwards with ``--weights FILE``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import torchvision.models as tvm
 from torch import nn
 
-from visionbench.models._registry import register_model
 from visionbench.models.small import MLP, SmallCNN
 
 
-@register_model("mlp", description="two-hidden-layer MLP on flattened pixels (fast on CPU)", default_size=32)
 def mlp(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """MLP for ``image_size × image_size`` inputs."""
     return MLP(in_channels, (image_size, image_size), num_classes)
 
 
-@register_model("cnn-small", description="three 3x3 conv blocks, BN, global pool; any input size (fast on CPU)", default_size=64)
 def cnn_small(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """The default network: :class:`~visionbench.models.small.SmallCNN` of width 32."""
     return SmallCNN(in_channels, num_classes, width=32)
+
+
+_SMALL: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "cnn-small": cnn_small}
+
+
+def classifier_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder of classifier ``name`` (the catalogue's factory for classifiers): our small
+    nets by name, any other name is ``torchvision.models.<name>`` (checked now)."""
+    if name in _SMALL:
+        return _SMALL[name]
+    import torchvision.models as tvm
+
+    builder = getattr(tvm, name, None)
+    if not callable(builder) or name not in tvm.list_models(module=tvm):
+        raise ValueError(f"classifier {name!r} must be a torchvision classification builder; got no "
+                         f"torchvision.models.{name}. Check the catalogue entry (visionbench/models/catalog.py).")
+    return _torchvision(builder)
 
 
 def replace_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
@@ -44,22 +59,10 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
 def _torchvision(builder: Callable[..., nn.Module], **extra: object) -> Callable[..., nn.Module]:
     def build(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
         kwargs = dict(extra)
-        if builder is tvm.vit_b_16:
+        if builder.__name__.startswith("vit_"):  # torchvision's ViTs size their position embedding
             kwargs["image_size"] = image_size
         model = builder(weights=None, num_classes=num_classes, **kwargs)
         return replace_first_conv(model, in_channels)
 
     build.__doc__ = f"torchvision's ``{builder.__name__}`` (random init) for any classes and channels."
     return build
-
-
-for _name, _builder, _min in (
-    ("resnet18", tvm.resnet18, 32), ("resnet34", tvm.resnet34, 32), ("resnet50", tvm.resnet50, 32),
-    ("mobilenet_v3_small", tvm.mobilenet_v3_small, 32), ("mobilenet_v3_large", tvm.mobilenet_v3_large, 32),
-    ("efficientnet_b0", tvm.efficientnet_b0, 32), ("convnext_tiny", tvm.convnext_tiny, 32),
-):
-    register_model(_name, description=f"torchvision {_name}", min_size=_min)(_torchvision(_builder))
-
-register_model("vit_b_16", description="torchvision vit_b_16 (input side a multiple of 16)", min_size=32, size_multiple=16)(
-    _torchvision(tvm.vit_b_16)
-)

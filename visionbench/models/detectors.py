@@ -38,9 +38,11 @@ import torch
 import torch.nn.functional as F
 import torchvision.models.detection as tvd
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import batched_nms
 
-__all__ = ["DETECTORS", "TinyFCOS", "TorchvisionDetector", "register_detectors", "tiny_fcos"]
+from visionbench.losses import create_detection_loss
+
+__all__ = ["DETECTORS", "TinyFCOS", "TorchvisionDetector", "detector_builder", "tiny_fcos"]
 
 Detections = list[dict[str, Tensor]]
 
@@ -226,7 +228,8 @@ class TinyFCOS(nn.Module):
 
     A plain conv backbone (``widths``, stride 2 per stage), an FPN-lite over its last
     ``len(strides)`` stages, and a shared FCOS head: per location, ``K`` sigmoid class logits
-    (focal loss), 4 distances ``(l, t, r, b)`` to the box sides (``stride * exp(x)``; GIoU loss) and a
+    (sigmoid focal loss), 4 distances ``(l, t, r, b)`` to the box sides (``stride * exp(x)``; GIoU
+    loss by default, any box loss of ``visionbench list losses`` with ``box_loss``) and a
     centerness logit (BCE). A location is positive for a ground-truth (GT) box when it lies inside
     the box *and* within ``center_radius * stride`` of the box centre (FCOS center sampling), and
     the box's largest side distance ``max(l, t, r, b)`` falls in that level's range (ranges split at
@@ -258,13 +261,16 @@ class TinyFCOS(nn.Module):
         nms_iou: IoU above which a lower-scored box of the same class is suppressed.
         topk_candidates: candidates per level kept before NMS.
         detections_per_image: at most this many detections per image.
+        box_loss: the registered box loss (:func:`visionbench.losses.create_detection_loss`):
+            ``"giou"`` (FCOS' own choice), ``"diou"``, ``"ciou"``, ``"iou"`` on the decoded
+            boxes, or ``"smooth_l1"`` on the log-distances the head regresses.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, *, widths: Sequence[int] = (16, 32, 64, 128),
                  depths: Sequence[int] = (1, 1, 2, 2), fpn_width: int = 64, head_convs: int = 1,
                  strides: Sequence[int] = (8, 16), size_splits: Sequence[float] = (32.0,), center_radius: float = 1.5,
                  score_threshold: float = 0.05, nms_iou: float = 0.6, topk_candidates: int = 1000,
-                 detections_per_image: int = 100) -> None:
+                 detections_per_image: int = 100, box_loss: str = "giou") -> None:
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int; got {num_classes!r}. Count the object classes.")
@@ -292,6 +298,10 @@ class TinyFCOS(nn.Module):
         self.backbone = _Backbone(in_channels, widths[: levels[-1] + 1], depths[: levels[-1] + 1])
         self.fpn = _FPNLite([widths[i] for i in levels], fpn_width)
         self.head = _Head(fpn_width, num_classes, head_convs, len(levels), prior=0.01)
+        # Parameter-free modules: the losses add nothing to the state dict, so checkpoints of
+        # every box loss load into one another.
+        self.box_loss = create_detection_loss(box_loss, kind="box")
+        self.cls_loss = create_detection_loss("sigmoid_focal", kind="classification")
 
     # ---- forward ------------------------------------------------------------------------------
 
@@ -371,31 +381,57 @@ class TinyFCOS(nn.Module):
 
     def loss(self, cls: Tensor, box: Tensor, ctr: Tensor, points: Tensor, strides: Tensor, ranges: Tensor,
              targets: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
-        """FCOS losses, each a scalar: ``classification`` (sigmoid focal, α = 0.25, γ = 2, summed and
-        divided by the number of positives), ``box_giou`` (GIoU loss on positives weighted by their
-        centerness target) and ``centerness`` (BCE on positives), as in FCOS' ``FCOSLossComputation``."""
+        """FCOS losses, each a scalar, as in FCOS' ``FCOSLossComputation``: ``classification``
+        (sigmoid focal, α = 0.25, γ = 2, summed and divided by the number of positives),
+        ``box_<name>`` (the ``box_loss`` of each positive, weighted by its centerness target; e.g.
+        ``box_giou``) and ``centerness`` (BCE on positives)."""
         cls_target = torch.zeros_like(cls)
-        pos_pred, pos_box, pos_ctr_logit, pos_points = [], [], [], []
+        pos_deltas, pos_box, pos_ctr_logit, pos_points, pos_strides = [], [], [], [], []
         for b, target in enumerate(targets):
             gt = self.assign(points, strides, ranges, target["boxes"])
             pos = gt >= 0
             idx = gt[pos]
             cls_target[b, pos, target["labels"][idx]] = 1.0
-            pos_pred.append(self.decode(box[b, pos], points[pos], strides[pos]))
+            pos_deltas.append(box[b, pos])
             pos_box.append(target["boxes"][idx])
             pos_ctr_logit.append(ctr[b, pos])
             pos_points.append(points[pos])
-        num_pos = max(sum(p.shape[0] for p in pos_pred), 1)
-        loss_cls = sigmoid_focal_loss(cls, cls_target, alpha=0.25, gamma=2.0, reduction="sum") / num_pos
-        pred, gt_box, ctr_logit = torch.cat(pos_pred), torch.cat(pos_box), torch.cat(pos_ctr_logit)
-        if pred.shape[0] == 0:
+            pos_strides.append(strides[pos])
+        num_pos = max(sum(p.shape[0] for p in pos_deltas), 1)
+        loss_cls = self.cls_loss(cls, cls_target).sum() / num_pos
+        box_key = f"box_{self.box_loss.name}"
+        deltas, gt_box, ctr_logit = torch.cat(pos_deltas), torch.cat(pos_box), torch.cat(pos_ctr_logit)
+        if deltas.shape[0] == 0:
             zero = box.sum() * 0.0 + ctr.sum() * 0.0  # keeps every parameter in the graph
-            return {"classification": loss_cls, "box_giou": zero, "centerness": zero}
-        ctr_target = _centerness(torch.cat(pos_points), gt_box)
-        giou = generalized_box_iou_loss(pred, gt_box, reduction="none")
-        loss_box = (giou * ctr_target).sum() / ctr_target.sum().clamp_min(1e-6)
+            return {"classification": loss_cls, box_key: zero, "centerness": zero}
+        pos_points_all, pos_strides_all = torch.cat(pos_points), torch.cat(pos_strides)
+        ctr_target = _centerness(pos_points_all, gt_box)
+        per_box = self.regression_losses(deltas, pos_points_all, pos_strides_all, gt_box)
+        loss_box = (per_box * ctr_target).sum() / ctr_target.sum().clamp_min(1e-6)
         loss_ctr = F.binary_cross_entropy_with_logits(ctr_logit, ctr_target, reduction="mean")
-        return {"classification": loss_cls, "box_giou": loss_box, "centerness": loss_ctr}
+        return {"classification": loss_cls, box_key: loss_box, "centerness": loss_ctr}
+
+    def regression_losses(self, deltas: Tensor, points: Tensor, strides: Tensor, gt_boxes: Tensor) -> Tensor:
+        """The box loss of each positive location, ``[N]``: on the decoded boxes (IoU family) or
+        on the log-distances against :meth:`encode` of the GT box (Smooth L1).
+
+        Args:
+            deltas: ``(N, 4)`` the head's log-distances at the positive locations.
+            points: ``(N, 2)`` their centres (x, y) in pixels.
+            strides: ``(N,)`` their strides.
+            gt_boxes: ``(N, 4)`` the GT box XYXY each regresses.
+        """
+        if self.box_loss.on == "encoded":
+            return self.box_loss(deltas, self.encode(gt_boxes, points, strides))
+        return self.box_loss(self.decode(deltas, points, strides), gt_boxes)
+
+    @staticmethod
+    def encode(boxes: Tensor, points: Tensor, strides: Tensor) -> Tensor:
+        """Log-distances ``(N, 4)`` ``log((l, t, r, b) / stride)`` from ``points (N, 2)`` to the sides of
+        ``boxes (N, 4)``: the inverse of :meth:`decode` (points inside their box; the clamp only
+        guards a point on an edge)."""
+        ltrb = torch.cat([points - boxes[:, :2], boxes[:, 2:] - points], -1)
+        return torch.log(ltrb.clamp_min(1e-6) / strides[:, None])
 
     @staticmethod
     def decode(deltas: Tensor, points: Tensor, strides: Tensor) -> Tensor:
@@ -445,10 +481,11 @@ def _centerness(points: Tensor, boxes: Tensor) -> Tensor:
     return torch.sqrt((lr * tb).clamp(0.0, 1.0))
 
 
-def tiny_fcos(*, num_classes: int, in_channels: int = 3, image_size: int = 128) -> nn.Module:
-    """:class:`TinyFCOS` with its default (tuned on ``shapes``) configuration; any input size
-    (``image_size`` is accepted for the registry's builder signature and not needed)."""
-    return TinyFCOS(num_classes, in_channels)
+def tiny_fcos(*, num_classes: int, in_channels: int = 3, image_size: int = 128, box_loss: str = "giou") -> nn.Module:
+    """:class:`TinyFCOS` with its default (tuned on ``shapes``) configuration and the registered
+    ``box_loss`` (``--box-loss``); any input size (``image_size`` is accepted for the registry's
+    builder signature and not needed)."""
+    return TinyFCOS(num_classes, in_channels, box_loss=box_loss)
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,22 +505,8 @@ DETECTORS: dict[str, Callable[..., nn.Module]] = {
 }
 """Name → builder ``(*, num_classes, in_channels=3, image_size) -> nn.Module`` (detector interface above)."""
 
-DESCRIPTIONS: dict[str, str] = {
-    "fasterrcnn_mobilenet_v3_large_fpn": "torchvision Faster R-CNN, MobileNetV3-Large FPN (random init)",
-    "fasterrcnn_resnet50_fpn": "torchvision Faster R-CNN, ResNet-50 FPN (random init)",
-    "retinanet_resnet50_fpn": "torchvision RetinaNet, ResNet-50 FPN (random init)",
-    "fcos_resnet50_fpn": "torchvision FCOS, ResNet-50 FPN (random init)",
-    "ssd300_vgg16": "torchvision SSD300, VGG-16 (random init; inputs resized to 300x300)",
-    "ssdlite320_mobilenet_v3_large": "torchvision SSDlite320, MobileNetV3-Large (random init; resized to 320x320)",
-    "tiny_fcos": "small anchor-free FCOS-style detector, 0.45M parameters (fast on CPU)",
-}
 
-_DEFAULT_SIZES = {"ssd300_vgg16": 300, "ssdlite320_mobilenet_v3_large": 320, "tiny_fcos": 128}
-
-
-def register_detectors(register: Callable[..., Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]]
-                       ) -> None:
-    """Register every detector of :data:`DETECTORS` with ``register(name, description=…,
-    default_size=…)`` — the signature of :func:`visionbench.models._registry.register_model`."""
-    for name, builder in DETECTORS.items():
-        register(name, description=DESCRIPTIONS[name], default_size=_DEFAULT_SIZES.get(name, 320))(builder)
+def detector_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder of detector ``name``: the catalogue's factory for detectors (names, descriptions
+    and sizes live in :mod:`visionbench.models.catalog`, so listing them does not import this module)."""
+    return DETECTORS[name]

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from visionbench.models.classifiers import replace_first_conv
 
-__all__ = ["DESCRIPTIONS", "SEGMENTERS", "TorchvisionSegmenter", "UNet", "register_segmenters", "unet_small"]
+__all__ = ["SEGMENTERS", "TorchvisionSegmenter", "UNet", "segmenter_builder", "unet_small"]
 
 Upsample = Literal["bilinear", "transpose"]
 
@@ -216,20 +216,8 @@ SEGMENTERS: dict[str, Callable[..., nn.Module]] = {
 }
 """Name → builder ``(*, num_classes, in_channels=3, image_size) -> nn.Module`` (interface above)."""
 
-DESCRIPTIONS: dict[str, str] = {
-    "fcn_resnet50": "torchvision FCN, ResNet-50 backbone (random init, no aux head)",
-    "deeplabv3_resnet50": "torchvision DeepLabV3, ResNet-50 backbone (random init, no aux head)",
-    "deeplabv3_mobilenet_v3_large": "torchvision DeepLabV3, MobileNetV3-Large backbone (random init, no aux head)",
-    "lraspp_mobilenet_v3_large": "torchvision LR-ASPP, MobileNetV3-Large backbone (random init)",
-    "unet_small": "small U-Net with BatchNorm, any input size (fast on CPU)",
-}
 
-_DEFAULT_SIZES = {"unet_small": 128}
-
-
-def register_segmenters(register: Callable[..., Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]]
-                        ) -> None:
-    """Register every segmenter of :data:`SEGMENTERS` with ``register(name, description=…,
-    default_size=…)`` — the signature of :func:`visionbench.models._registry.register_model`."""
-    for name, builder in SEGMENTERS.items():
-        register(name, description=DESCRIPTIONS[name], default_size=_DEFAULT_SIZES.get(name, 224))(builder)
+def segmenter_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder of segmenter ``name``: the catalogue's factory for segmenters (names, descriptions
+    and sizes live in :mod:`visionbench.models.catalog`, so listing them does not import this module)."""
+    return SEGMENTERS[name]

@@ -6,7 +6,9 @@ Conventions, all recorded in the result's ``settings`` and in ``metrics.json``:
 - **Data range**: 255 for 8-bit images and videos, ``2**bits - 1`` for deeper videos; 16-bit
   images and float tensors need ``data_range`` (10-, 12- and 16-bit data share one container).
 - **Channel** (:mod:`visionbench.quality.color`): ``rgb`` by default for images, ``y`` (the
-  stored luma plane) for videos. A grayscale image paired with a colour one is compared in RGB.
+  stored luma plane) for videos. A grayscale image paired with a colour one is an error in
+  ``rgb`` (which channels would be compared is a guess); in ``y`` or ``y-studio`` both are compared
+  on luma, the grayscale image standing for R = G = B.
 - **Crop**: ``crop_border`` pixels removed from each side before any metric.
 - **Pooling**: each metric's mean over items with a 95% bootstrap interval over items, and for
   PSNR also ``psnr_pooled_mse``, the PSNR of the mean MSE (what FFmpeg prints for a video).
@@ -204,10 +206,11 @@ def _open_source(ref: Any, dist: Any, *, channel: str | None, data_range: float 
         bits = 8 if channel == "rgb" else ref_info.bits
         return _Source("videos", frames, ref_info.frames, channel, data_range or float(2**bits - 1), no_unpaired)
     pairs, unpaired = _image_pairs(ref, dist)
-    items = _image_items(pairs, data_range, resize)
+    channel = check_channel(channel or "rgb")
+    items = _image_items(pairs, data_range, resize, channel)
     first = next(items)  # read the first pair now: its bit depth fixes the data range
     kind = "images" if ref.is_file() else "folders"
-    return _Source(kind, _prepend(first, items), len(pairs), check_channel(channel or "rgb"), first[2], unpaired)
+    return _Source(kind, _prepend(first, items), len(pairs), channel, first[2], unpaired)
 
 
 def _prepend(first: tuple[str, float | None, float, torch.Tensor, torch.Tensor],
@@ -279,20 +282,27 @@ def _image_pairs(ref: Path, dist: Path) -> tuple[list[tuple[str, Path, Path]], d
     return pairs, {"reference_only": ref_only, "distorted_only": dist_only}
 
 
-def _image_items(pairs: list[tuple[str, Path, Path]], data_range: float | None, resize: str | None) -> Iterator[Any]:
+def _image_items(pairs: list[tuple[str, Path, Path]], data_range: float | None, resize: str | None,
+                 channel: str = "rgb") -> Iterator[Any]:
     """``(name, None, data range, ref, dist)`` per pair, read lazily, one pair in memory at a time."""
     for name, ref_path, dist_path in pairs:
         ref, dist = read_image(ref_path), read_image(dist_path)
         if ref.dtype != dist.dtype:
             raise ValueError(f"images must have the same bit depth; got {ref.dtype} in {ref_path} and {dist.dtype} "
                              f"in {dist_path}. Convert one of them first.")
-        x, y = _to_pair(ref, dist, ref_path, dist_path, resize)
+        x, y = _to_pair(ref, dist, ref_path, dist_path, resize, channel)
         yield name, None, _default_range(x.dtype, data_range, f"{ref_path} is 16-bit"), x, y
 
 
 def _to_pair(ref: np.ndarray, dist: np.ndarray, ref_path: Path, dist_path: Path,
-             resize: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    if ref.ndim != dist.ndim:  # one grayscale, one colour: compare both in RGB
+             resize: str | None = None, channel: str = "rgb") -> tuple[torch.Tensor, torch.Tensor]:
+    if ref.ndim != dist.ndim:
+        if channel == "rgb":  # comparing gray with colour in RGB would measure the colour as distortion
+            kinds = {2: "grayscale", 3: "RGB"}
+            raise ValueError(f"images must have the same channels; got {kinds[ref.ndim]} {ref_path} and "
+                             f"{kinds[dist.ndim]} {dist_path}. Convert one of them first (e.g. both to grayscale), or "
+                             "compare luma with --channel y (the grayscale image read as R = G = B).")
+        # Luma: the grayscale image as R = G = B, whose BT.601 luma is itself.
         ref, dist = (np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in (ref, dist))
     if ref.shape != dist.shape and not resize:
         raise ValueError(f"images must have the same size; got {ref.shape[1]}x{ref.shape[0]} in {ref_path} and "

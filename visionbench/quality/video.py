@@ -1,5 +1,7 @@
 """Videos for quality assessment: decoded frame by frame with PyAV, never loaded whole.
 
+PyAV is the optional ``visionbench[video]`` extra, imported when the first video is opened.
+
 Two videos are paired frame by frame (frame *i* of the reference with frame *i* of the
 distorted video, as FFmpeg's ``ssim``/``psnr`` filters pair them). Sizes and frame rates must
 match, and so must frame counts: a mismatch found in the headers is an error before any work,
@@ -23,10 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 
+from visionbench._extras import import_optional
 from visionbench.quality.color import to_channel
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".nut"}
@@ -52,10 +56,10 @@ def is_video(path: str | Path) -> bool:
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Read a video's size, frame count, rate and pixel format; a clear error for unreadable files."""
-    import av
-
+    """Read a video's size, frame count, rate and pixel format; a clear error for unreadable files
+    (and a :class:`~visionbench._extras.MissingExtraError` naming ``visionbench[video]`` without PyAV)."""
     path = Path(path)
+    av = _pyav(path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -100,9 +104,13 @@ def frame_planes(frame: object, channel: str, bits: int) -> torch.Tensor:
     return image if channel == "rgb" else to_channel(image, channel, data_range=255)  # type: ignore[arg-type]
 
 
-def _decoded_frames(path: Path) -> Iterator[object]:
-    import av
+def _pyav(path: Path) -> ModuleType:
+    """PyAV, the optional ``visionbench[video]`` extra (imported on first use: most runs read no video)."""
+    return import_optional("av", extra="video", purpose=f"reading video {str(path)!r}")
 
+
+def _decoded_frames(path: Path) -> Iterator[object]:
+    av = _pyav(path)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]

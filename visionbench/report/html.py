@@ -45,6 +45,7 @@ img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
 .row img { min-width: 0; }
 .note { color: var(--muted); font-size: 14px; margin: 4px 0; }
 .skipped { border-left: 3px solid var(--line); padding: 4px 12px; margin: 12px 0; }
+.warnings { border-left: 3px solid #c77700; background: #fff6e5; padding: 4px 12px; margin: 12px 0; }
 .verdict { font-size: 16px; font-weight: 600; }
 """
 
@@ -130,10 +131,19 @@ def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {name: entry for name, entry in metrics.items() if isinstance(entry, Mapping) and "value" in entry}
 
 
+def _interval_or_reason(entry: Mapping[str, Any]) -> str:
+    """The interval of a metric, or why it is undefined (``entry["undefined"]``, e.g. "no large
+    objects in the test set") when its value is missing or NaN (plain text)."""
+    value = entry.get("value")
+    if (value is None or (isinstance(value, float) and math.isnan(value))) and entry.get("undefined"):
+        return f"undefined: {entry['undefined']}"
+    return interval(entry.get("ci95"))
+
+
 def metrics_table(metrics: Mapping[str, Any]) -> str:
-    """Name, value, 95% interval and direction of every scalar metric (HTML)."""
+    """Name, value, 95% interval (or why the value is undefined) and direction of every scalar metric (HTML)."""
     rows = [
-        (name, number(entry.get("value")), interval(entry.get("ci95")), direction(entry.get("higher_is_better")))
+        (name, number(entry.get("value")), _interval_or_reason(entry), direction(entry.get("higher_is_better")))
         for name, entry in scalar_metrics(metrics).items()
     ]
     return table(("metric", "value", "95% CI (low – high)", "better"), rows, numeric=(1, 2))
@@ -145,10 +155,16 @@ def cards(metrics: Mapping[str, Any], names: Sequence[str]) -> str:
     boxes = [
         f'<div class="card"><div class="name">{escape(name)} {escape(direction(scalars[name].get("higher_is_better"))[:1])}'
         f'</div><div class="value">{escape(number(scalars[name].get("value")))}</div>'
-        f'<div class="ci">95% CI {escape(interval(scalars[name].get("ci95")))}</div></div>'
+        f'<div class="ci">{escape(_card_note(scalars[name]))}</div></div>'
         for name in names if name in scalars
     ]
     return f'<div class="cards">{"".join(boxes)}</div>' if boxes else ""
+
+
+def _card_note(entry: Mapping[str, Any]) -> str:
+    """Under a headline value: its 95% interval, or why it is undefined (plain text)."""
+    text = _interval_or_reason(entry)
+    return text if text.startswith("undefined") else f"95% CI {text}"
 
 
 def config_table(config: Mapping[str, Any]) -> str:
@@ -157,6 +173,15 @@ def config_table(config: Mapping[str, Any]) -> str:
         return json.dumps(value) if isinstance(value, (dict, list, bool)) or value is None else str(value)
 
     return table(("option", "value"), ((name, text(value)) for name, value in config.items()))
+
+
+def warnings(messages: Any) -> str:
+    """The run's warnings (``metrics.json["warnings"]``), one line each, above everything else
+    (HTML); an empty string when there are none."""
+    if not messages or not isinstance(messages, list):
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in messages)
+    return f'<div class="warnings"><strong>Warnings:</strong><ul>{items}</ul></div>'
 
 
 def skipped(notes: Sequence[str]) -> str:

@@ -80,7 +80,26 @@ def training_curves(history: Sequence[Mapping[str, Any]]) -> bytes:
     Returns:
         PNG bytes.
     """
-    epochs = [record.get("epoch", i) for i, record in enumerate(history)]
+    return _png(training_curves_figure(history))
+
+
+def _flat_range(values: np.ndarray, *, scores: bool, one_epoch: bool) -> tuple[float, float] | None:
+    """A y range for curves too short or flat to scale by (one epoch, or every value equal):
+    ``[0, 1]`` for scores in [0, 1], ``[0, 1.25 · max]`` for a loss; ``None`` otherwise (autoscale)."""
+    finite = values[np.isfinite(values)]
+    if not one_epoch and finite.size and np.ptp(finite) > 0:
+        return None
+    if scores and (finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1)):
+        return (0.0, 1.02)
+    top = float(finite.max()) if finite.size else 1.0
+    return (min(0.0, 1.25 * top), max(1.25 * top, 0.0) or 1.0)
+
+
+def training_curves_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
+    """The figure of :func:`training_curves` (axes ``[loss, metrics]``), for tests that check
+    what it shows: a run of one epoch gets markers and a range that fits the task (``[0, 1]``
+    for metrics), not matplotlib's ±0.04 around a single point."""
+    epochs = [record.get("epoch", i + 1) for i, record in enumerate(history)]  # numbered from 1
     figure = _figure(10, 3.6)
     loss_axes, metric_axes = figure.subplots(1, 2)
     for key, style in (("train_loss", "o-"), ("val_loss", "s--")):
@@ -91,12 +110,19 @@ def training_curves(history: Sequence[Mapping[str, Any]]) -> bytes:
     for key in metric_keys:
         metric_axes.plot(epochs, _finite([r.get(key) for r in history]), "o-", label=key, markersize=4)
     metric_axes.set(xlabel="epoch", title="Validation metrics")
-    for axes in (loss_axes, metric_axes):
+    for axes, scores in ((loss_axes, False), (metric_axes, True)):
         axes.grid(alpha=0.3)
-        if axes.get_legend_handles_labels()[0]:
+        lines = axes.get_lines()
+        if lines:
+            values = np.concatenate([np.asarray(line.get_ydata(), float) for line in lines])
+            y_range = _flat_range(values, scores=scores, one_epoch=len(set(epochs)) == 1)
+            if y_range is not None:
+                axes.set_ylim(*y_range)
             axes.legend(fontsize=8)
+        if len(set(epochs)) == 1:  # one epoch: a readable x range around it, not ±0.04
+            axes.set_xlim(epochs[0] - 1, epochs[0] + 1)
         axes.xaxis.get_major_locator().set_params(integer=True)
-    return _png(figure)
+    return figure
 
 
 # ---------------------------------------------------------------------------------- confusion matrix
@@ -387,6 +413,12 @@ def quality_per_item(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], 
     Returns:
         PNG bytes.
     """
+    return _png(quality_per_item_figure(rows, metrics, frames=frames))
+
+
+def quality_per_item_figure(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], *, frames: bool) -> Figure:
+    """The figure of :func:`quality_per_item`; each legend sits right of its panel, outside the
+    data, so it never hides a point (the worst item included)."""
     metrics = list(metrics)[:4]
     figure = _figure(10, 2.4 * len(metrics) + 0.4)
     axes_list = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
@@ -398,11 +430,11 @@ def quality_per_item(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], 
         finite = values[np.isfinite(values)]
         if finite.size:
             axes.axhline(float(finite.mean()), color="C3", linestyle="--", linewidth=1, label=f"mean {finite.mean():.4g}")
-            axes.legend(fontsize=8, loc="lower right")
+            axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         axes.set(ylabel=_plain(metric))
         axes.grid(alpha=0.3)
     axes_list[-1].set(xlabel="frame" if frames else "item (in items.csv order)")
-    return _png(figure)
+    return figure
 
 
 def quality_example(ref: np.ndarray, dist: np.ndarray, difference: np.ndarray, ssim: np.ndarray | None,

@@ -111,7 +111,8 @@ def render_quality_report(run_dir: Path) -> str:
                    ("config", "Settings", html.config_table(config))):
         (notes.append if isinstance(result, str) else sections.append)(result)
     subtitle = f"{config.get('ref', '?')} vs {config.get('dist', '?')} · {metrics.get('num_samples')} pair(s) · {run_dir}"
-    header = html.cards(metrics, [n for n in names if n in metrics][:4]) + html.skipped(notes)
+    header = (html.warnings(metrics.get("warnings")) + html.cards(metrics, [n for n in names if n in metrics][:4])
+              + html.skipped(notes))
     return html.page(f"Quality report: {run_dir.name}", subtitle, header, sections)
 
 

@@ -220,7 +220,8 @@ def _metrics_section(files: RunFiles) -> Section | str:
 
 def _best_epoch_note(history: Sequence[Mapping[str, Any]]) -> str:
     """One line: the number of epochs and the best validation accuracy (when recorded)."""
-    scored = [(r["val_accuracy"], r.get("epoch", i)) for i, r in enumerate(history) if r.get("val_accuracy") is not None]
+    scored = [(r["val_accuracy"], r.get("epoch", i + 1)) for i, r in enumerate(history)
+              if r.get("val_accuracy") is not None]
     if not scored:
         return f"{len(history)} epochs recorded."
     best, epoch = max(scored, key=lambda item: (item[0], -item[1]))
@@ -416,7 +417,7 @@ def render_run_report(files: RunFiles) -> str:
         result = build(files)
         if result:  # "" is a section that does not apply to the task: neither shown nor noted
             (notes.append if isinstance(result, str) else sections.append)(result)
-    header = _headline(files.metrics) + html.skipped(notes)
+    header = html.warnings((files.metrics or {}).get("warnings")) + _headline(files.metrics) + html.skipped(notes)
     return html.page(f"Run report: {files.run_dir.name}", _subtitle(files), header, sections)
 
 

@@ -1,0 +1,71 @@
+"""Detection class ids: what a user reads (``metrics.json`` per-class ids, ``ground_truth.json``,
+``predictions.json``) uses the dataset's own category ids, here 3, 7, 9; the contiguous class
+indices stay internal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from visionbench.data.detection_formats import load_detection_data
+from visionbench.engine.detect import (
+    GROUND_TRUTH_JSON,
+    PREDICTIONS_JSON,
+    _evaluator,
+    category_ids,
+    write_detection_outputs,
+)
+from visionbench.engine.file_evaluation import detection_metrics, evaluate_detection_files
+
+CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 9, "name": "owl"}]
+
+
+def _coco_dataset(root: Path, count: int = 10) -> Path:
+    (root / "images").mkdir(parents=True)
+    images, annotations = [], []
+    for i in range(count):
+        Image.new("RGB", (40, 40), (10 * i, 0, 0)).save(root / "images" / f"{i}.png")
+        images.append({"id": i + 1, "file_name": f"{i}.png", "width": 40, "height": 40})
+        category = CATEGORIES[i % 3]["id"]
+        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": category, "bbox": [4, 4, 20, 16],
+                            "area": 320.0, "iscrowd": 0})
+    path = root / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}))
+    return path
+
+
+def test_a_runs_outputs_and_metrics_use_the_datasets_category_ids(tmp_path: Path) -> None:
+    data = load_detection_data(f"coco:{_coco_dataset(tmp_path / 'coco')}", seed=0, val_fraction=0.2,
+                               test_fraction=0.4)
+    assert category_ids(data) == [3, 7, 9]
+    assert category_ids(SimpleNamespace(test=[], train=[], classes=["a", "b"])) == [1, 2]  # shapes: index + 1
+
+    # The test split's predictions as the training loop makes them: class indices 0..K-1.
+    outputs = []
+    for index in range(len(data.test)):
+        _, target = data.test[index]
+        boxes = torch.as_tensor(target["boxes"]).float()
+        prediction = {"boxes": boxes + 1, "scores": torch.full((len(boxes),), 0.9), "labels": target["labels"]}
+        outputs.append((index, prediction, {**target, "image_size": (40, 40)}))
+    evaluator = _evaluator(len(data.classes))
+    evaluator.update([p for _, p, _ in outputs], [t for _, _, t in outputs])
+    metrics = detection_metrics(evaluator, dict(enumerate(data.classes)), category_ids=category_ids(data),
+                                resamples=0)
+    assert metrics["per_class"]["category_id"] == [3, 7, 9] and metrics["classes"] == ["cat", "dog", "owl"]
+
+    write_detection_outputs(tmp_path, outputs, SimpleNamespace(data=data), list(data.classes))
+    truth = json.loads((tmp_path / GROUND_TRUTH_JSON).read_text())
+    assert truth["categories"] == CATEGORIES
+    expected = {CATEGORIES[int(label)]["id"] for _, _, t in outputs for label in t["labels"]}
+    assert {a["category_id"] for a in truth["annotations"]} == expected
+    assert {r["category_id"] for r in json.loads((tmp_path / PREDICTIONS_JSON).read_text())} == expected
+    # The files evaluated as any tool's: the same ids and numbers.
+    again = evaluate_detection_files(tmp_path / GROUND_TRUTH_JSON, tmp_path / PREDICTIONS_JSON, resamples=0)
+    assert again["per_class"]["category_id"] == metrics["per_class"]["category_id"]
+    assert np.allclose(np.array(again["per_class"]["AP"], float), np.array(metrics["per_class"]["AP"], float),
+                       equal_nan=True)

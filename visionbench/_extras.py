@@ -1,0 +1,56 @@
+"""Optional dependencies, imported on first use with an error that names the extra installing them.
+
+visionbench's core (training, evaluation, reports, image quality) needs only the packages of
+``[project.dependencies]``. Features that need a large or platform-specific package declare it as
+an extra in ``pyproject.toml`` and import it through :func:`import_optional`:
+
+- ``visionbench[video]``: ``av`` (PyAV), for ``visionbench quality`` on video files;
+- ``visionbench[tensorboard]``: ``tensorboard``, for event files in ``RUN/tensorboard/`` (without it
+  training runs and logs once that the event files are skipped);
+- ``visionbench[coco]``: ``pycocotools``, for ``--task segment --data coco:…`` (polygon and RLE masks);
+- ``visionbench[all]``: all of the above.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# extra name -> the pip requirement it adds (kept equal to pyproject.toml by tests/test_dependencies.py)
+EXTRAS: dict[str, str] = {"video": "av>=12", "tensorboard": "tensorboard>=2.14", "coco": "pycocotools>=2.0.7"}
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the ``pip install`` that adds it."""
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs ``extra``, e.g. ``pip install 'visionbench[video]'``."""
+    return f"pip install 'visionbench[{extra}]'"
+
+
+def import_optional(module: str, *, extra: str, purpose: str) -> ModuleType:
+    """Import ``module`` (e.g. ``"av"``, ``"pycocotools.mask"``) of the optional ``extra``.
+
+    Args:
+        module: the module to import.
+        extra: the key of :data:`EXTRAS` that installs it.
+        purpose: what needs it, for the message (``"reading video 'a.mp4'"``).
+
+    Raises:
+        MissingExtraError: when the module's package is not installed. Other import failures (a
+            broken installation) propagate unchanged, so they are not mistaken for a missing extra.
+    """
+    package = module.split(".")[0]
+    try:
+        importlib.import_module(package)
+    except ModuleNotFoundError as error:
+        # Only the package itself missing means "extra not installed"; a module missing *inside* an
+        # installed package is a broken installation and keeps its own error.
+        if error.name != package:
+            raise
+        raise MissingExtraError(
+            f"{purpose} needs the optional package {package!r}, which is not installed. Install it with "
+            f"`{install_hint(extra)}` (or `pip install 'visionbench[all]'` for every optional feature)."
+        ) from None
+    return importlib.import_module(module)
