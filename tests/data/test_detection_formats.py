@@ -595,7 +595,8 @@ def test_bad_spec_and_destination(tmp_path: Path) -> None:
 
 def test_random_boxes_round_trip_within_each_format_precision(tmp_path: Path) -> None:
     """300 random boxes on random image sizes: YOLO corners within 7.5e-7 * side, VOC within 0.005 px."""
-    from visionbench.data.detection_formats import DetectionAnnotations, _make_record
+    from visionbench.data._detection_records import _make_record
+    from visionbench.data.detection_formats import DetectionAnnotations
 
     rng = np.random.default_rng(1)
     records = []

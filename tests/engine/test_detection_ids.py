@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+import visionbench
 from visionbench.data.detection_formats import load_detection_data
 from visionbench.engine.detect import (
     GROUND_TRUTH_JSON,
@@ -21,6 +22,7 @@ from visionbench.engine.detect import (
     write_detection_outputs,
 )
 from visionbench.engine.file_evaluation import detection_metrics, evaluate_detection_files
+from visionbench.engine.inference_spec import read_inference_spec
 
 CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 9, "name": "owl"}]
 
@@ -69,3 +71,19 @@ def test_a_runs_outputs_and_metrics_use_the_datasets_category_ids(tmp_path: Path
     assert again["per_class"]["category_id"] == metrics["per_class"]["category_id"]
     assert np.allclose(np.array(again["per_class"]["AP"], float), np.array(metrics["per_class"]["AP"], float),
                        equal_nan=True)
+
+
+def test_predict_writes_the_datasets_category_ids(tmp_path: Path) -> None:
+    # detections.json labels are the ids of the run's ground_truth.json (3, 7, 9), not the model's
+    # class indices 0..2, with the class names that go with them there.
+    spec = _coco_dataset(tmp_path / "coco", count=12)
+    run = visionbench.train(data=f"coco:{spec}", task="detect", epochs=1, batch_size=4, eval_batch_size=8,
+                            val_fraction=0.25, test_fraction=0.25, device="cpu", quiet=True, out=tmp_path / "run").run_dir
+    assert read_inference_spec(run).category_ids == (3, 7, 9)
+    images = sorted((tmp_path / "coco" / "images").glob("*.png"))[:3]
+    visionbench.predict(run, images, out=tmp_path / "pred", score_threshold=0.0)
+    rows = json.loads((tmp_path / "pred" / "detections.json").read_text())
+    categories = json.loads((run / GROUND_TRUTH_JSON).read_text())["categories"]
+    assert categories == CATEGORIES
+    found = [{"id": i, "name": n} for r in rows for i, n in zip(r["labels"], r["classes"], strict=True)]
+    assert found and all(item in categories for item in found)

@@ -29,6 +29,27 @@ def test_a_run_without_the_file_reads_as_none(tmp_path: Path) -> None:
     assert read_inference_spec(tmp_path) is None
 
 
+def test_detection_category_ids_round_trip_and_old_runs_read_them_from_ground_truth(tmp_path: Path) -> None:
+    detector = InferenceSpec(task="detect", classes=("cat", "dog"), in_channels=3, image_size=None, native_size=None,
+                             mean=None, std=None, category_ids=(3, 7))
+    write_inference_spec(tmp_path, detector)
+    assert read_inference_spec(tmp_path) == detector
+    # An inference.json from before the field: the ids of the run's ground_truth.json, else unknown (None).
+    path = tmp_path / rundir.INFERENCE
+    raw = json.loads(path.read_text())
+    del raw["category_ids"]
+    path.write_text(json.dumps(raw))
+    assert read_inference_spec(tmp_path).category_ids is None
+    truth = {"images": [], "annotations": [], "categories": [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]}
+    (tmp_path / rundir.GROUND_TRUTH).write_text(json.dumps(truth))
+    assert read_inference_spec(tmp_path) == detector
+    truth["categories"][1]["name"] = "owl"  # another run's classes: not these ids
+    (tmp_path / rundir.GROUND_TRUTH).write_text(json.dumps(truth))
+    assert read_inference_spec(tmp_path).category_ids is None
+    (tmp_path / rundir.GROUND_TRUTH).write_text("{")
+    assert read_inference_spec(tmp_path).category_ids is None
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"task": "track"}, "'task' is 'track'"),
     ({"classes": []}, "'classes' must be a non-empty list"),
@@ -41,6 +62,9 @@ def test_a_run_without_the_file_reads_as_none(tmp_path: Path) -> None:
     ({"std": [0.5, 0.0, 0.1]}, "every value must be positive"),
     ({"std": [0.5, float("nan"), 0.1]}, "'std'"),
     ({"mean": None}, "'mean' and 'std' must both be given or both be null"),
+    ({"category_ids": [3]}, "'category_ids' is \\[3\\], not null or one distinct integer id per class"),
+    ({"category_ids": [3, 3]}, "'category_ids' is \\[3, 3\\]"),
+    ({"category_ids": [3, True]}, "'category_ids'"),
 ])
 def test_a_bad_field_is_named(tmp_path: Path, change: dict, message: str) -> None:
     write_inference_spec(tmp_path, SPEC)

@@ -34,8 +34,8 @@ class CocoDetection(DetectionDataset):
 
     ``iscrowd`` (0 when absent, as visionbench's evaluator) and ``area`` (the box area when absent)
     come from the file; an extra ``difficult`` key is read when present. ``width``/``height`` are
-    read from the image header when absent. Checks: see :mod:`visionbench.data.detection_formats` (the JSON checks are
-    :func:`visionbench.metrics.detection.load_coco_ground_truth`'s).
+    read from the image header when absent. Checks: see :mod:`visionbench.data.detection_formats`
+    (the JSON checks are :func:`visionbench.metrics.detection.load_coco_ground_truth`'s).
 
     Example:
         >>> data = CocoDetection("annotations/instances_val2017.json", "val2017")  # doctest: +SKIP

@@ -65,8 +65,12 @@ by COCO only; VOC and YOLO number images ``0..N-1`` in list order.
 linked (``"symlink"``: no extra disk, but the output breaks if the source moves) or left alone
 (``"none"``: only annotation files are written), never re-encoded: a PNG stays a PNG even under
 VOC's ``JPEGImages/`` (its ``<filename>`` says so; tools that assume ``<id>.jpg`` need JPEG sources).
-"""
 
+**Layout.** This module names the public API and holds :func:`read_detection`, :func:`convert` and
+:func:`load_detection_data`; the code behind it is in private modules: ``_detection_records`` (the
+records, the dataset and the checks every reader shares), one reader each in ``_detection_coco``,
+``_detection_voc`` and ``_detection_yolo``, and the writers in ``_detection_writers``.
+"""
 
 from __future__ import annotations
 

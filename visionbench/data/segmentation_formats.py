@@ -44,16 +44,9 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from visionbench.data.detection_formats import (
-    VOC_CLASSES,
-    _coco_file_name,
-    _coco_size,
-    _image_size,
-    _read_lines,
-    _require_files,
-    _unique_names,
-    coco_spec_paths,
-)
+from visionbench.data._detection_coco import _coco_file_name, _coco_size, coco_spec_paths
+from visionbench.data._detection_records import _image_size, _read_lines, _require_files, _unique_names
+from visionbench.data._detection_voc import VOC_CLASSES
 from visionbench.data.folder import _check_fractions, read_image_rgb
 from visionbench.data.masks import largest_mask_value, read_mask
 from visionbench.data.splits import DatasetView, TaskData, random_split_indices

@@ -25,13 +25,14 @@ from visionbench.data.task_transforms import (
 from visionbench.engine import rundir
 from visionbench.engine.dense import EXAMPLE_SIDE, fit_example, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
+from visionbench.engine.inference_spec import category_ids
 from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
 
 PREDICTIONS_JSON = "predictions.json"  # COCO results of the test split (the dataset's own category ids)
-GROUND_TRUTH_JSON = "ground_truth.json"  # the test split's boxes as COCO instances, to evaluate with any tool
+GROUND_TRUTH_JSON = rundir.GROUND_TRUTH  # the test split's boxes as COCO instances, to evaluate with any tool
 WORST_EXAMPLES = 24
 
 
@@ -138,16 +139,6 @@ def evaluate_and_write(
         write_worst_detections(run_dir / rundir.EXAMPLES, outputs, bundle, classes, config.score_threshold)
 
     return finish_test(report, write, run_dir, runtime, log)
-
-
-def category_ids(data: Any) -> list[int]:
-    """The category id users read for each class index: the dataset's own (COCO category ids,
-    VOC ``1..K``, YOLO class numbers), else ``index + 1`` (the embedded shapes' COCO export)."""
-    for split in (data.test, data.train):
-        ids = getattr(split, "category_ids", None)
-        if ids is not None and len(ids) == len(data.classes):
-            return [int(i) for i in ids]
-    return list(range(1, len(data.classes) + 1))
 
 
 def write_detection_outputs(run_dir: Path, outputs: list[tuple[int, dict[str, torch.Tensor], dict[str, Any]]],

@@ -1,6 +1,7 @@
 """A run's inference spec: what its model needs to predict new images without the training data.
 
-Training writes it to the run's ``inference.json`` (classes, input size, normalisation), and
+Training writes it to the run's ``inference.json`` (classes, input size, normalisation, and for
+detection the dataset's category ids), and
 ``visionbench predict`` reads it back, so a run predicts on another machine or after its data
 has moved. It sits below the training loop and the prediction code, which both import it.
 """
@@ -32,6 +33,10 @@ class InferenceSpec:
             share one (inputs of that size are not resized).
         mean, std: per-channel normalisation of ``[0, 1]`` images, or ``None`` where the model
             normalises its own input (torchvision's detectors).
+        category_ids: detection: the dataset's id of each class index (COCO category ids, VOC
+            ``1..K``, YOLO class numbers; :func:`category_ids`), as the run's ``metrics.json``,
+            ``ground_truth.json`` and ``predictions.json`` show them; ``None`` for the other tasks,
+            and where a run's ids are unknown (readers then use ``index + 1``).
     """
 
     task: str
@@ -41,11 +46,22 @@ class InferenceSpec:
     native_size: tuple[int, int] | None
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
+    category_ids: tuple[int, ...] | None = None  # optional: inference.json files written before it lack it
 
     @property
     def num_classes(self) -> int:
         """The number of classes (what the model builders read, as of a dataset)."""
         return len(self.classes)
+
+
+def category_ids(data: Any) -> list[int]:
+    """The category id users read for each class index: the dataset's own (COCO category ids,
+    VOC ``1..K``, YOLO class numbers), else ``index + 1`` (the embedded shapes' COCO export)."""
+    for split in (data.test, data.train):
+        ids = getattr(split, "category_ids", None)
+        if ids is not None and len(ids) == len(data.classes):
+            return [int(i) for i in ids]
+    return list(range(1, len(data.classes) + 1))
 
 
 def inference_spec(task: str, bundle: DataBundle) -> InferenceSpec:
@@ -57,7 +73,8 @@ def inference_spec(task: str, bundle: DataBundle) -> InferenceSpec:
                          in_channels=int(bundle.data.in_channels), image_size=pair(bundle.image_size),
                          native_size=pair(bundle.native_size),
                          mean=None if bundle.mean is None else tuple(float(v) for v in bundle.mean),
-                         std=None if bundle.std is None else tuple(float(v) for v in bundle.std))
+                         std=None if bundle.std is None else tuple(float(v) for v in bundle.std),
+                         category_ids=tuple(category_ids(bundle.data)) if task == "detect" else None)
 
 
 def write_inference_spec(run_dir: Path, spec: InferenceSpec) -> None:
@@ -93,7 +110,26 @@ def _spec_problem(raw: Any) -> str | None:
         return f"'std' is {raw['std']!r}; every value must be positive"
     if (raw.get("mean") is None) != (raw.get("std") is None):
         return "'mean' and 'std' must both be given or both be null"
+    ids = raw.get("category_ids")
+    if ids is not None and not (isinstance(ids, list) and len(ids) == len(classes) and len(set(ids)) == len(ids) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in ids)):
+        return f"'category_ids' is {ids!r}, not null or one distinct integer id per class"
     return None
+
+
+def _ground_truth_ids(run_dir: Path, classes: list[str]) -> tuple[int, ...] | None:
+    """The category ids of a detection run's ``ground_truth.json`` (what its metrics and outputs
+    show), for runs whose ``inference.json`` predates ``category_ids``; ``None`` when that file is
+    missing, unreadable or names other classes."""
+    try:
+        categories = json.loads((run_dir / rundir.GROUND_TRUTH).read_text(encoding="utf-8"))["categories"]
+        ids = tuple(c["id"] for c in categories)
+        names = [c["name"] for c in categories]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    if names != classes or not all(isinstance(v, int) and not isinstance(v, bool) for v in ids):
+        return None
+    return ids
 
 
 def read_inference_spec(run_dir: Path) -> InferenceSpec | None:
@@ -119,10 +155,14 @@ def read_inference_spec(run_dir: Path) -> InferenceSpec | None:
     def optional_tuple(value: Any, kind: type) -> Any:
         return None if value is None else tuple(kind(v) for v in value)
 
+    ids = optional_tuple(raw.get("category_ids"), int)
+    if "category_ids" not in raw and raw["task"] == "detect":  # a run from before the field: its files' ids
+        ids = _ground_truth_ids(run_dir, raw["classes"])
     return InferenceSpec(task=raw["task"], classes=tuple(raw["classes"]), in_channels=raw["in_channels"],
                          image_size=optional_tuple(raw.get("image_size"), int),
                          native_size=optional_tuple(raw.get("native_size"), int),
-                         mean=optional_tuple(raw.get("mean"), float), std=optional_tuple(raw.get("std"), float))
+                         mean=optional_tuple(raw.get("mean"), float), std=optional_tuple(raw.get("std"), float),
+                         category_ids=ids)
 
 
-__all__ = ["InferenceSpec", "inference_spec", "read_inference_spec", "write_inference_spec"]
+__all__ = ["InferenceSpec", "category_ids", "inference_spec", "read_inference_spec", "write_inference_spec"]

@@ -58,8 +58,9 @@ def predict_files(config: Any, spec: InferenceSpec, model: nn.Module, paths: lis
     """Predict every image of ``paths`` and write the results to ``out_dir``.
 
     * classify: ``predictions.csv`` (file, predicted class, probability, top-5 classes and probabilities);
-    * detect: ``NAME.png`` with the boxes drawn and ``detections.json`` (file, boxes XYXY in pixels, labels,
-      class names, scores) of detections scoring at least ``score_threshold`` (default the run's);
+    * detect: ``NAME.png`` with the boxes drawn and ``detections.json`` (file, boxes XYXY in pixels, labels:
+      the dataset's category ids as in the run's ``ground_truth.json``, class names, scores) of detections
+      scoring at least ``score_threshold`` (default the run's);
     * segment: ``NAME.png``, a palette PNG of class indices in the VOC colours, and ``NAME_overlay.png``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +145,8 @@ def _detect(config: Any, spec: InferenceSpec, model: nn.Module, images: list[tor
     from torchvision.transforms.v2 import functional as tvf
     from torchvision.utils import draw_bounding_boxes
 
+    # The ids users read everywhere else in the run (metrics.json, ground_truth.json), not the model's indices.
+    ids = spec.category_ids or tuple(range(1, len(classes) + 1))
     rows = []
     for path, name, image in zip(paths, names, images, strict=True):
         height, width = image.shape[-2:]
@@ -157,7 +160,7 @@ def _detect(config: Any, spec: InferenceSpec, model: nn.Module, images: list[tor
             if len(boxes) else image
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(out_dir / f"{name}.png")
         rows.append({"file": str(path), "boxes": [[round(v, 2) for v in b] for b in boxes.tolist()],
-                     "labels": labels.tolist(), "classes": [classes[int(c)] for c in labels],
+                     "labels": [ids[int(c)] for c in labels], "classes": [classes[int(c)] for c in labels],
                      "scores": [round(float(s), 5) for s in scores]})
     return rows
 

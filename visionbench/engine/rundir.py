@@ -23,6 +23,7 @@ CONFIG = "config.yaml"
 HISTORY = "history.jsonl"
 METRICS = "metrics.json"
 INFERENCE = "inference.json"  # classes, input size, normalisation: what `predict` needs of the data
+GROUND_TRUTH = "ground_truth.json"  # detection: the test split's boxes as COCO instances
 PREDICTIONS = "predictions.csv"
 LOG = "log.txt"
 EXAMPLES = "examples.npz"
