@@ -3,6 +3,7 @@ and nothing already written is lost."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,9 @@ def test_corrupt_image_names_the_file_even_from_a_worker(tmp_path: Path, capsys,
     assert code == 2
     assert "0.png" in err and "Remove or replace" in err
     assert "Traceback" not in err
+    # The failed loop shut its loader workers down at once, not at some later garbage collection
+    # (which blocked an unrelated later test for 5 s).
+    assert multiprocessing.active_children() == []
 
 
 def test_empty_class_folder_is_named(tmp_path: Path, capsys) -> None:

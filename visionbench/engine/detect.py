@@ -26,7 +26,7 @@ from visionbench.engine import rundir
 from visionbench.engine.dense import EXAMPLE_SIDE, fit_example, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
 from visionbench.engine.inference_spec import category_ids
-from visionbench.engine.loaders import DataBundle, eval_loader
+from visionbench.engine.loaders import DataBundle, eval_loader, loader_batches
 from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks
@@ -81,15 +81,16 @@ def predict_batches(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: 
     model.eval()
     out = []
     device = runtime.device
-    for batch in loader:
-        images, _ = _to_device(batch, device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            predictions = model(images)
-        for index, image, prediction, target in zip(batch.indices, images, predictions, batch.targets, strict=True):
-            plain = {k: v.detach().float().cpu() if k != "labels" else v.detach().cpu() for k, v in prediction.items()}
-            # Resized for the model: boxes back onto the stored image, where the ground truth is.
-            plain["boxes"] = rescale_boxes(plain["boxes"], tuple(image.shape[-2:]), target["image_size"])
-            out.append((index, plain, target))
+    with loader_batches(loader) as batches:
+        for batch in batches:
+            images, _ = _to_device(batch, device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                predictions = model(images)
+            for index, image, prediction, target in zip(batch.indices, images, predictions, batch.targets, strict=True):
+                plain = {k: v.detach().float().cpu() if k != "labels" else v.detach().cpu() for k, v in prediction.items()}
+                # Resized for the model: boxes back onto the stored image, where the ground truth is.
+                plain["boxes"] = rescale_boxes(plain["boxes"], tuple(image.shape[-2:]), target["image_size"])
+                out.append((index, plain, target))
     model.train(was_training)
     return out
 

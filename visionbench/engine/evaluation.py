@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from visionbench.engine.distributed import DistInfo, gather_objects
+from visionbench.engine.loaders import loader_batches
 from visionbench.metrics import (
     HIGHER_IS_BETTER,
     UndefinedMetricWarning,
@@ -61,15 +62,16 @@ def predict_split(
     chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     loss_sum, seen = 0.0, 0
     start = loader.sampler.start  # first dataset index of this rank's shard
-    for images, labels in loader:
-        images, labels_dev = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(images)
-        logits = logits.float()
-        loss_sum += float(loss_fn(logits, labels_dev)) * len(labels)
-        index = torch.arange(start + seen, start + seen + len(labels))
-        seen += len(labels)
-        chunks.append((index, labels.cpu(), torch.softmax(logits, dim=1).cpu()))
+    with loader_batches(loader) as batches:
+        for images, labels in batches:
+            images, labels_dev = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = model(images)
+            logits = logits.float()
+            loss_sum += float(loss_fn(logits, labels_dev)) * len(labels)
+            index = torch.arange(start + seen, start + seen + len(labels))
+            seen += len(labels)
+            chunks.append((index, labels.cpu(), torch.softmax(logits, dim=1).cpu()))
     model.train(was_training)
     local = (
         torch.cat([c[0] for c in chunks]) if chunks else torch.zeros(0, dtype=torch.int64),

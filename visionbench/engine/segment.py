@@ -24,7 +24,7 @@ from visionbench.data.transforms import normalization_stats
 from visionbench.engine import rundir
 from visionbench.engine.dense import EXAMPLE_SIDE, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
-from visionbench.engine.loaders import DataBundle, eval_loader
+from visionbench.engine.loaders import DataBundle, eval_loader, loader_batches
 from visionbench.engine.masks import colour_mask, write_mask_pngs
 from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype
@@ -105,16 +105,17 @@ def predict_masks(model: nn.Module, loader: Any, runtime: Runtime, amp_dtype: to
     model.eval()
     out, loss_sum = [], 0.0
     device = runtime.device
-    for batch in loader:
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(batch.images.to(device, non_blocking=True)).float()
-        for row, (index, mask) in enumerate(zip(batch.indices, batch.masks, strict=True)):
-            scores = logits[row:row + 1]
-            if tuple(scores.shape[-2:]) != tuple(mask.shape):
-                scores = F.interpolate(scores, size=tuple(mask.shape), mode="bilinear", align_corners=False)
-            if loss_fn is not None:  # per image, so that resized and stacked batches mean the same
-                loss_sum += float(loss_fn(scores, mask[None].to(device)))
-            out.append((index, scores.argmax(dim=1)[0].cpu(), mask.cpu()))
+    with loader_batches(loader) as batches:
+        for batch in batches:
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(batch.images.to(device, non_blocking=True)).float()
+            for row, (index, mask) in enumerate(zip(batch.indices, batch.masks, strict=True)):
+                scores = logits[row:row + 1]
+                if tuple(scores.shape[-2:]) != tuple(mask.shape):
+                    scores = F.interpolate(scores, size=tuple(mask.shape), mode="bilinear", align_corners=False)
+                if loss_fn is not None:  # per image, so that resized and stacked batches mean the same
+                    loss_sum += float(loss_fn(scores, mask[None].to(device)))
+                out.append((index, scores.argmax(dim=1)[0].cpu(), mask.cpu()))
     model.train(was_training)
     return MaskPredictions(out, loss_sum)
 

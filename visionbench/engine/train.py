@@ -28,7 +28,7 @@ from visionbench.engine import checkpoint as ckpt
 from visionbench.engine.determinism import capture_rng_state, restore_rng_state, seed_everything
 from visionbench.engine.distributed import DistInfo, barrier
 from visionbench.engine.inference_spec import inference_spec, write_inference_spec
-from visionbench.engine.loaders import DataBundle, eval_loader, train_loader
+from visionbench.engine.loaders import DataBundle, eval_loader, loader_batches, train_loader
 from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn
 from visionbench.engine.run_model import build_model
 from visionbench.engine.runtime import Runtime, autocast_dtype, resolve_device
@@ -165,25 +165,26 @@ def train_epoch(
     loader = train_loader(bundle, config, runtime, epoch=progress.epoch, start_batch=progress.step_in_epoch,
                           sample_weights=trainer.sample_weights)
     trainer.model.train()
-    for batch in loader:
-        try:
-            loss, count = train_step(trainer, batch, config, runtime.device)
-        except NonFiniteLossError as error:
-            raise NonFiniteLossError(
-                f"{error} at epoch {progress.epoch + 1}, step {progress.step_in_epoch + 1}; training stopped. "
-                f"The last good checkpoint is kept in {run_dir / rundir.CHECKPOINTS}. Lower --lr, set "
-                "--clip-grad-norm, or check the data for NaN/inf values."
-            ) from None
-        progress.loss_sum += float(loss) * count
-        progress.loss_count += count
-        progress.dropped_boxes += getattr(batch, "dropped_boxes", 0)
-        progress.step_in_epoch += 1
-        progress.global_step += 1
-        bar.update(1)
-        if progress.global_step % 10 == 0:
-            bar.set_postfix(loss=f"{progress.loss_sum / progress.loss_count:.4f}", refresh=False)
-        if config.checkpoint_every and progress.global_step % config.checkpoint_every == 0:
-            save_checkpoint(run_dir, trainer, progress, config, runtime.dist)
+    with loader_batches(loader) as batches:
+        for batch in batches:
+            try:
+                loss, count = train_step(trainer, batch, config, runtime.device)
+            except NonFiniteLossError as error:
+                raise NonFiniteLossError(
+                    f"{error} at epoch {progress.epoch + 1}, step {progress.step_in_epoch + 1}; training stopped. "
+                    f"The last good checkpoint is kept in {run_dir / rundir.CHECKPOINTS}. Lower --lr, set "
+                    "--clip-grad-norm, or check the data for NaN/inf values."
+                ) from None
+            progress.loss_sum += float(loss) * count
+            progress.loss_count += count
+            progress.dropped_boxes += getattr(batch, "dropped_boxes", 0)
+            progress.step_in_epoch += 1
+            progress.global_step += 1
+            bar.update(1)
+            if progress.global_step % 10 == 0:
+                bar.set_postfix(loss=f"{progress.loss_sum / progress.loss_count:.4f}", refresh=False)
+            if config.checkpoint_every and progress.global_step % config.checkpoint_every == 0:
+                save_checkpoint(run_dir, trainer, progress, config, runtime.dist)
 
 
 def _eval_model(trainer: Trainer, config: AnyConfig, bundle: DataBundle) -> nn.Module:
