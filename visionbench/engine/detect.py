@@ -23,10 +23,11 @@ from visionbench.data.task_transforms import (
     resolve_task_augment,
 )
 from visionbench.engine import rundir
+from visionbench.engine.batches import loader_batches
 from visionbench.engine.dense import EXAMPLE_SIDE, fit_example, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
 from visionbench.engine.inference_spec import category_ids
-from visionbench.engine.loaders import DataBundle, eval_loader, loader_batches
+from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype
 from visionbench.engine.task import TaskHooks

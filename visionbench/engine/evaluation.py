@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from visionbench.engine.batches import loader_batches
 from visionbench.engine.distributed import DistInfo, gather_objects
-from visionbench.engine.loaders import loader_batches
 from visionbench.metrics import (
     HIGHER_IS_BETTER,
     UndefinedMetricWarning,

@@ -7,8 +7,6 @@ Every split dataset is indexed by a whole batch key ``(epoch, batch_number, indi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,30 +52,6 @@ def loader_workers(runtime: Runtime, dataset: Any) -> int:
     if isinstance(getattr(getattr(dataset, "base", None), "images", None), torch.Tensor):
         return 0
     return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-@contextmanager
-def loader_batches(loader: DataLoader) -> Iterator[Iterator[Any]]:
-    """An iterator over ``loader``'s batches whose worker processes are shut down when the block
-    ends, on an error too.
-
-    A loop that stops on an error (a bad image in a worker, a NaN loss) leaves its traceback
-    holding the loader's iterator in a reference cycle; the workers would then be shut down only
-    when the garbage collector next runs, blocking for seconds at some unrelated later point.
-
-    Example:
-        >>> with loader_batches(loader) as batches:  # doctest: +SKIP
-        ...     for batch in batches:
-        ...         ...
-    """
-    iterator = iter(loader)
-    try:
-        yield iterator
-    finally:
-        # The multiprocessing iterator's own shutdown (what its __del__ calls); absent without workers.
-        shutdown = getattr(iterator, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
 
 
 def _loader(dataset: Dataset, sampler: Any, runtime: Runtime) -> DataLoader:

@@ -22,9 +22,10 @@ from visionbench.data.task_transforms import (
 )
 from visionbench.data.transforms import normalization_stats
 from visionbench.engine import rundir
+from visionbench.engine.batches import loader_batches
 from visionbench.engine.dense import EXAMPLE_SIDE, load_task_data, parameter_groups, sample_weights
 from visionbench.engine.distributed import gather_objects
-from visionbench.engine.loaders import DataBundle, eval_loader, loader_batches
+from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.masks import colour_mask, write_mask_pngs
 from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype

@@ -25,10 +25,11 @@ from tqdm import tqdm
 from visionbench.config import MIN_STEPS_PER_EPOCH, AnyConfig, save_yaml, settle_batch_size, usual_batch_size
 from visionbench.engine import NonFiniteLossError, classify, detect, rundir, segment
 from visionbench.engine import checkpoint as ckpt
+from visionbench.engine.batches import loader_batches
 from visionbench.engine.determinism import capture_rng_state, restore_rng_state, seed_everything
 from visionbench.engine.distributed import DistInfo, barrier
 from visionbench.engine.inference_spec import inference_spec, write_inference_spec
-from visionbench.engine.loaders import DataBundle, eval_loader, loader_batches, train_loader
+from visionbench.engine.loaders import DataBundle, eval_loader, train_loader
 from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn
 from visionbench.engine.run_model import build_model
 from visionbench.engine.runtime import Runtime, autocast_dtype, resolve_device
