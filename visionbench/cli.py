@@ -289,6 +289,8 @@ def _run_predict(args: argparse.Namespace) -> None:
     for row in result.rows:
         if "pred" in row:
             print(f"{row['file']}: {row['pred']} ({row['probability']:.3f})")
+        elif "probabilities" in row:  # multi-label: every label at or above the threshold
+            print(f"{row['file']}: " + (", ".join(f"{n} ({p:.3f})" for n, p in row["labels"]) or "no label"))
         elif "boxes" in row:
             print(f"{row['file']}: {len(row['boxes'])} boxes " + ", ".join(
                 f"{c} {s:.2f}" for c, s in zip(row["classes"], row["scores"], strict=True)))
@@ -356,10 +358,19 @@ def _run_list(args: argparse.Namespace) -> None:
                 print(f"{name:<24} {'higher' if metric.higher_is_better else 'lower'} is better  "
                       f"(quality: {metric.description}; {profiles})")
         return
+    if args.what == "models" and args.pattern.startswith("timm:"):  # imports timm (and torch): asked for
+        from visionbench.models.timm_backend import timm_info, timm_names
+
+        for name in timm_names(args.pattern[len("timm:"):]):
+            print(f"{name:<34} {'classify':<16} {timm_info(name)['description']}")
+        return
     if args.what == "models":
         from visionbench.models import MODELS
+        from visionbench.models.timm_backend import timm_listing_hint
 
         registries = [(MODELS, lambda info: info["task"])]
+        if args.pattern == "*":  # on stderr: stdout stays one registered name per line
+            print(timm_listing_hint(), file=sys.stderr)
     elif args.what == "datasets":
         from visionbench.data import DATASETS
 

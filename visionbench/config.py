@@ -47,7 +47,12 @@ class TrainConfig:
     data: str = _opt("digits", "dataset: digits | folder:PATH | mnist:PATH | cifar10:PATH (detect: shapes | coco:JSON[:IMAGES] "
                      "| voc:PATH | yolo:DATA.yaml; segment: shapes | masks:PATH | voc:PATH | coco:JSON[:IMAGES])")
     model: str = _opt("cnn-small", "model name (see `visionbench list models`)")
-    weights: str | None = _opt(None, "initial weights: a local .safetensors or .pt state dict")
+    weights: str | None = _opt(None, "initial weights: a local .safetensors or .pt state dict (heads of another class "
+                               "count are replaced, RGB stems adapted), or a torchvision weights name (IMAGENET1K_V1)")
+    pretrained: bool = _opt(False, "start from the model's default torchvision weights, read from the local torch hub "
+                            "cache ($TORCH_HOME/hub/checkpoints; never downloaded unless --download-weights)")
+    download_weights: bool = _opt(False, "let --pretrained / --weights NAME download a missing weights file into the "
+                                  "torch hub cache (off: fail naming the file and the command that fetches it)")
     epochs: int = _opt(10, "passes over the training split")
     batch_size: int | None = _opt(None, _BATCH_HELP, unset=64)
     lr: float = _opt(3e-3, "peak learning rate (reached after warmup)")
@@ -55,6 +60,11 @@ class TrainConfig:
     momentum: float = _opt(0.9, "SGD momentum")
     nesterov: bool = _opt(False, "SGD Nesterov momentum")
     weight_decay: float = _opt(5e-4, "L2 / decoupled weight decay")
+    freeze_backbone: bool = _opt(False, "fine-tuning: train only the head (the backbone's weights and batch-norm "
+                                 "statistics stay as loaded)")
+    unfreeze_at: int = _opt(0, "with --freeze-backbone: train the backbone too from this epoch on (1-based; 0: never)")
+    backbone_lr_scale: float = _opt(1.0, "the backbone's learning rate is --lr times this (e.g. 0.1 to fine-tune "
+                                    "gently); the head's is --lr")
     schedule: str = _opt("cosine", "LR schedule", ("constant", "cosine", "step", "onecycle"))
     warmup_epochs: float = _opt(1.0, "linear LR warmup length, in epochs")
     lr_step_epochs: int = _opt(3, "for schedule=step: epochs between LR drops")
@@ -88,6 +98,18 @@ class ClassifyConfig(TrainConfig):
     label_smoothing: float = _opt(0.1, "cross-entropy label smoothing in [0, 1)")
     class_weights: str = _opt("none", "loss class weights: none, or balanced (inverse class frequency)", ("none", "balanced"))
     balance: bool = _opt(False, "class-balanced sampling (each class drawn equally often)")
+    multilabel: bool = _opt(False, "several labels per image (--data csv:LABELS.csv[:IMAGES]): one sigmoid per label, "
+                            "BCE loss, a label is predicted when its probability is >= 0.5")
+    monitor: str = _opt("val_accuracy", "validation metric choosing the best checkpoint (with --multilabel: "
+                        "val_accuracy is the exact-match ratio; val_mAP the mean AP over labels)",
+                        ("val_accuracy", "val_loss", "val_mAP"))
+    augment: str = _opt("auto", "augmentation preset (auto picks per dataset); randaugment, trivialaugment and "
+                        "autoaugment (ImageNet policy) add that policy to standard",
+                        ("auto", "none", "light", "standard", "randaugment", "trivialaugment", "autoaugment"))
+    random_erase: float = _opt(0.0, "probability of erasing a random rectangle of each training image (0: off)")
+    mixup: float = _opt(0.0, "MixUp alpha of Beta(alpha, alpha) per batch (0: off; typical 0.2)")
+    cutmix: float = _opt(0.0, "CutMix alpha of Beta(alpha, alpha) per batch (0: off; typical 1.0); "
+                         "with --mixup too, each batch uses one of them at random")
 
 
 # Detection defaults: the recipe that trains tiny_fcos to AP50 >= 0.90 on shapes in minutes on 2 CPU
@@ -116,6 +138,8 @@ class DetectConfig(TrainConfig):
     box_loss: str = _opt("auto", "box regression loss (see `visionbench list losses`): auto keeps the model's own "
                          "(tiny_fcos: giou); tiny_fcos also takes diou, ciou, iou or smooth_l1",
                          ("auto", "giou", "diou", "ciou", "iou", "smooth_l1"))
+    pretrained_backbone: bool = _opt(False, "torchvision detectors: start the backbone from its ImageNet weights, "
+                                     "read from the local torch hub cache (never downloaded unless --download-weights)")
 
 
 # Segmentation defaults: the recipe that trains unet_small to mIoU >= 0.85 on shapes in minutes on
@@ -142,6 +166,8 @@ class SegmentConfig(TrainConfig):
     class_weights: str = _opt("none", "cross-entropy class weights: none, or balanced (inverse pixel frequency)",
                               ("none", "balanced"))
     ignore_index: int = _opt(255, "mask value left out of the loss and the metrics")
+    pretrained_backbone: bool = _opt(False, "torchvision segmenters: start the backbone from its ImageNet weights, "
+                                     "read from the local torch hub cache (never downloaded unless --download-weights)")
 
 
 CONFIG_CLASSES: dict[str, type[TrainConfig]] = {
@@ -243,6 +269,9 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
             raise ValueError(f"{name} must be > 0; got {getattr(config, name)!r} in {source}.")
     checks = [
         ("label_smoothing", 0 <= getattr(config, "label_smoothing", 0) < 1, "in [0, 1)"),
+        ("random_erase", 0 <= getattr(config, "random_erase", 0) <= 1, "in [0, 1]"),
+        ("mixup", getattr(config, "mixup", 0) >= 0, ">= 0 (0: off; typical 0.2)"),
+        ("cutmix", getattr(config, "cutmix", 0) >= 0, ">= 0 (0: off; typical 1.0)"),
         ("val_every", config.val_every >= 1, ">= 1"),
         ("score_threshold", 0 <= getattr(config, "score_threshold", 0) <= 1, "in [0, 1]"),
         ("ignore_index", getattr(config, "ignore_index", 255) >= 0, ">= 0"),
@@ -254,6 +283,8 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
         ("weight_decay", config.weight_decay >= 0, ">= 0"),
         ("early_stopping", config.early_stopping >= 0, ">= 0"),
         ("checkpoint_every", config.checkpoint_every >= 0, ">= 0"),
+        ("unfreeze_at", config.unfreeze_at >= 0, ">= 0 (0: never; else the 1-based epoch that unfreezes)"),
+        ("backbone_lr_scale", config.backbone_lr_scale >= 0, ">= 0 (1: the same lr as the head)"),
         ("image_size", config.image_size is None or config.image_size >= 2, ">= 2"),
         ("clip_grad_norm", config.clip_grad_norm is None or config.clip_grad_norm > 0, "> 0"),
         ("clip_grad_value", config.clip_grad_value is None or config.clip_grad_value > 0, "> 0"),
@@ -289,6 +320,11 @@ def _check_names(config: TrainConfig) -> None:
                          "(`visionbench list models`).")
     if config.task == "classify":
         LOSSES.check(config.loss)
+        mixing = getattr(config, "mixup", 0) > 0 or getattr(config, "cutmix", 0) > 0
+        if mixing and not LOSSES.info(config.loss).get("soft_targets", False):
+            takes = ", ".join(n for n in LOSSES.names() if LOSSES.info(n).get("soft_targets", False))
+            raise ValueError(f"loss must take soft targets with --mixup/--cutmix; got {config.loss!r}. "
+                             f"Use one of {takes}, or turn mixup and cutmix off (0).")
     elif config.task == "segment":
         SEGMENTATION_LOSSES.check(config.loss)
 

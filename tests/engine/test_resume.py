@@ -43,9 +43,9 @@ def _progress(run_dir: Path) -> dict | None:
     return ckpt.load_state(path)["progress"]
 
 
-def _kill_mid_epoch(run_dir: Path) -> dict:
+def _kill_mid_epoch(run_dir: Path, args: list[str] = TRAIN_ARGS) -> dict:
     """Start training, SIGKILL it right after a checkpoint inside the second epoch."""
-    process = _visionbench(*TRAIN_ARGS, "--out", str(run_dir))
+    process = _visionbench(*args, "--out", str(run_dir))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         progress = _progress(run_dir)
@@ -112,3 +112,31 @@ def test_kill_just_before_rename_keeps_previous_state(tmp_path: Path, monkeypatc
         ckpt.save_state({"progress": {"epoch": 2}}, path)
     assert ckpt.load_state(path) == {"progress": {"epoch": 1}}
     assert [p.name for p in tmp_path.iterdir()] == ["last.state.pt"]
+
+
+# Policy augmentation, random erasing, and MixUp/CutMix switching per batch: every draw must be
+# keyed by (seed, epoch, batch) for the resumed run to replay them. A 20% training split (23 steps
+# per epoch) keeps the per-image policies cheap.
+MIXING_ARGS = [
+    "train", "--data", "digits", "--model", "cnn-small", "--epochs", "2", "--batch-size", "16",
+    "--test-fraction", "0.7", "--checkpoint-every", "7", "--augment", "randaugment", "--random-erase", "0.25", "--mixup", "0.2",
+    "--cutmix", "1.0", "--quiet", "--seed", "5",
+]
+
+
+def test_resume_with_randaugment_erasing_mixup_and_cutmix_is_bitwise_equal(tmp_path: Path) -> None:
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    reference_process = _visionbench(*MIXING_ARGS, "--out", str(reference))
+    progress = _kill_mid_epoch(interrupted, MIXING_ARGS)
+    _finish(reference_process)
+    assert not (interrupted / rundir.METRICS).exists(), "the kill must land before the run finished"
+    assert progress["epoch"] == 1 and 0 < progress["step_in_epoch"]
+
+    _finish(_visionbench("train", "--resume", str(interrupted), "--quiet"))
+
+    expected, actual = load_file(str(reference / rundir.LAST_WEIGHTS)), load_file(str(interrupted / rundir.LAST_WEIGHTS))
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), f"{key} differs after resume"
+    assert _history_without_timing(reference) == _history_without_timing(interrupted)
+    assert (reference / rundir.PREDICTIONS).read_text() == (interrupted / rundir.PREDICTIONS).read_text()

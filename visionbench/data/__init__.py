@@ -1,7 +1,8 @@
 """Datasets and transform presets.
 
 Datasets are named by a spec string. Classification: ``digits`` (embedded), ``folder:PATH``,
-``mnist:PATH``, ``cifar10:PATH``; detection: ``shapes`` (embedded), ``coco:ANNOTATIONS.json[:IMAGES]``,
+``mnist:PATH``, ``cifar10:PATH``, multi-label ``csv:LABELS.csv[:IMAGES]``; detection: ``shapes``
+(embedded), ``coco:ANNOTATIONS.json[:IMAGES]``,
 ``voc:PATH``, ``yolo:DATA.yaml``; segmentation: ``shapes``, ``masks:PATH``, ``voc:PATH``,
 ``coco:ANNOTATIONS.json[:IMAGES]``. Each registry entry names the ``tasks`` it serves.
 :func:`load_dataset` parses the spec and returns a
@@ -46,6 +47,14 @@ def _cifar10(path: str, **split: Any) -> ClassificationData:
     from visionbench.data.cifar import load_cifar10
 
     return load_cifar10(path, **split)
+
+
+@DATASETS.register("csv", tasks=CLASSIFY, needs_path=True,
+                   description="multi-label (with --multilabel): LABELS.csv[:IMAGES], rows image,label;label or 0/1 columns")
+def _csv(path: str, **split: Any) -> ClassificationData:
+    from visionbench.data.multilabel import load_multilabel_csv
+
+    return load_multilabel_csv(path, **split)
 
 
 @DATASETS.register("shapes", tasks=("detect", "segment"), needs_path=False,

@@ -16,7 +16,7 @@ workers, does not consume the global RNG, and is replayed exactly after a resume
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,8 +24,14 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-Augment = Literal["auto", "none", "light", "standard"]
-AUGMENT_CHOICES: tuple[str, ...] = ("auto", "none", "light", "standard")
+Augment = Literal["auto", "none", "light", "standard", "randaugment", "trivialaugment", "autoaugment"]
+AUGMENT_CHOICES: tuple[str, ...] = ("auto", "none", "light", "standard", "randaugment", "trivialaugment", "autoaugment")
+# Learned/random policy recipes: the "standard" crop and flip, then the policy on uint8 images.
+_POLICIES = {
+    "randaugment": lambda: v2.RandAugment(),
+    "trivialaugment": lambda: v2.TrivialAugmentWide(),
+    "autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+}
 
 # Per-channel statistics used for normalisation; ImageNet's for colour images of unknown origin
 # (the torchvision convention), dataset-specific ones where known.
@@ -77,29 +83,36 @@ def normalization_stats(dataset_kind: str, train: Dataset, in_channels: int) -> 
 
 def build_preset(
     augment: str, *, train: bool, image_size: tuple[int, int], native_size: tuple[int, int] | None,
-    mean: Sequence[float], std: Sequence[float],
+    mean: Sequence[float], std: Sequence[float], resize_size: int | None = None,
 ) -> Preset:
     """Build the train or eval transforms.
 
     Args:
         augment: ``"none"``, ``"light"`` (small rotation/translation/scale, no flips: safe for
-            digits and text) or ``"standard"`` (random resized crop or padded crop, horizontal flip).
+            digits and text), ``"standard"`` (random resized crop or padded crop, horizontal flip),
+            or ``"randaugment"`` / ``"trivialaugment"`` / ``"autoaugment"`` (ImageNet policy):
+            ``"standard"`` followed by that torchvision policy.
         train: augmentation is applied only for training.
         image_size: ``(H, W)`` the model gets.
         native_size: ``(H, W)`` of every image when all share one size (in-memory datasets), else
             ``None`` (folders: every image is resized).
         mean, std: normalisation statistics per channel.
+        resize_size: pretrained weights' evaluation resize (short side, e.g. 256 for a 224 crop):
+            when given, images that are not randomly cropped are resized to it and centre-cropped
+            to ``image_size``, as the weights were evaluated (``weights.transforms()``).
     """
     size = list(image_size)
     sample: list[v2.Transform] = []
     same_size = native_size is not None and tuple(native_size) == tuple(image_size)
-    if train and augment == "standard":
-        if native_size is not None and max(native_size) <= 64:
+    if train and (augment == "standard" or augment in _POLICIES):
+        if resize_size is None and native_size is not None and max(native_size) <= 64:
             # Small fixed-size images (CIFAR): the classic padded crop.
             sample.append(v2.RandomCrop(size, padding=max(1, size[0] // 8), padding_mode="reflect"))
         else:
             sample.append(v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True))
         sample.append(v2.RandomHorizontalFlip())
+    elif resize_size is not None:  # the pretrained weights' own resize and centre crop
+        sample += [v2.Resize(resize_size, antialias=True), v2.CenterCrop(size)]
     elif not same_size:
         if native_size is None:
             # Resize the short side a bit above the target, then centre crop (ImageNet-style eval).
@@ -108,6 +121,9 @@ def build_preset(
             sample.append(v2.Resize(size, antialias=True))
     if train and augment == "light":
         sample.append(v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)))
+    if train and augment in _POLICIES:
+        # Some policy ops (posterize, equalize) need uint8; a no-op on the usual uint8 samples.
+        sample += [v2.ToDtype(torch.uint8, scale=True), _POLICIES[augment]()]
     batch = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     random = train and augment != "none"
     return Preset(
@@ -130,23 +146,28 @@ class TransformedDataset(Dataset):
 
     Indices come from :class:`visionbench.engine.sampling.EpochBatchSampler` as
     ``(epoch, batch_number, [indices])`` so the augmentation seed of each batch is a pure
-    function of the run seed and the batch position.
+    function of the run seed and the batch position. ``mix`` (training only) applies random
+    erasing and MixUp/CutMix to the finished batch under the same seed; with MixUp or CutMix the
+    labels come back as soft targets ``[B, K]``.
     """
 
-    def __init__(self, base: Dataset, preset: Preset, *, seed: int) -> None:
+    def __init__(self, base: Dataset, preset: Preset, *, seed: int,
+                 mix: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
         self.base = base
         self.preset = preset
         self.seed = seed
+        self.mix = mix
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int, list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, batch_number, indices = key
-        if not self.preset.random:
+        if not self.preset.random and self.mix is None:
             return self._load(indices)
         with seeded_batch(self.seed, epoch, batch_number):
-            return self._load(indices)
+            images, labels = self._load(indices)
+            return self.mix(images, labels) if self.mix is not None else (images, labels)
 
     def _load(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         images = getattr(self.base, "images", None)
@@ -157,7 +178,9 @@ class TransformedDataset(Dataset):
             samples = [self.base[i] for i in indices]
             transform = self.preset.sample
             batch = torch.stack([transform(img) if transform else img for img, _ in samples])
-            labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+            labels = [label for _, label in samples]
+            # Multi-label samples carry a multi-hot tensor [L]; single-label ones an int.
+            labels = torch.stack(labels) if isinstance(labels[0], torch.Tensor) else torch.tensor(labels, dtype=torch.int64)
         return self.preset.batch(batch), labels
 
 

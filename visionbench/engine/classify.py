@@ -11,9 +11,11 @@ from torch import nn
 
 from visionbench.config import ClassifyConfig
 from visionbench.data import ClassificationData, load_dataset, parse_data_spec
+from visionbench.data.mixing import BatchMix
 from visionbench.data.transforms import TransformedDataset, build_preset, normalization_stats, resolve_augment
 from visionbench.engine import rundir
 from visionbench.engine.evaluation import Predictions, classification_report, predict_split
+from visionbench.engine.initial_weights import pretrained_input, weights_preprocessing
 from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.results import finish_test
 from visionbench.engine.runtime import Runtime, autocast_dtype
@@ -31,16 +33,23 @@ def build_data(config: ClassifyConfig, data: ClassificationData | None = None) -
     fixed_size = data.image_size if isinstance(getattr(data.train, "images", None), torch.Tensor) else None
     image_size = model_input_size(config.model, fixed_size, config.image_size)
     mean, std = normalization_stats(kind, data.train, data.in_channels)
+    preprocessing, resize_size = weights_preprocessing(config), None
+    if preprocessing is not None:  # pretrained weights: their crop, resize and normalisation
+        image_size, resize_size, mean, std = pretrained_input(preprocessing, config.image_size, data.in_channels)
     augment = resolve_augment(config.augment, kind)
-    common = {"image_size": image_size, "native_size": fixed_size, "mean": mean, "std": std}
+    common = {"image_size": image_size, "native_size": fixed_size, "mean": mean, "std": std, "resize_size": resize_size}
     train_preset = build_preset(augment, train=True, **common)
     eval_preset = build_preset(augment, train=False, **common)
+    # Random erasing and MixUp/CutMix act on whole training batches under the batch's seed.
+    mix = BatchMix(data.num_classes, mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, erase_p=config.random_erase)
     return DataBundle(
         data=data,
-        train=TransformedDataset(data.train, train_preset, seed=config.seed),
+        train=TransformedDataset(data.train, train_preset, seed=config.seed,
+                                 mix=mix if mix.mixes or mix.erase_p > 0 else None),
         val=TransformedDataset(data.val, eval_preset, seed=config.seed),
         test=TransformedDataset(data.test, eval_preset, seed=config.seed),
         image_size=image_size, augment=augment, mean=tuple(mean), std=tuple(std), native_size=fixed_size,
+        resize_size=resize_size,
     )
 
 
@@ -75,7 +84,9 @@ def sample_weights(config: ClassifyConfig, bundle: DataBundle) -> torch.Tensor |
 
 
 def batch_loss(trainer: Any, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, int]:
-    """Mean loss of an ``(images, labels)`` batch, and its size."""
+    """Mean loss of an ``(images, labels)`` batch, and its size. Under MixUp/CutMix ``labels``
+    are soft targets ``[B, K]``: no training accuracy is computed from them (only validation's
+    hard labels give accuracy)."""
     images, labels = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
     with torch.autocast(device.type, dtype=trainer.autocast_dtype, enabled=trainer.autocast_dtype is not None):
         logits = trainer.model(images)

@@ -37,6 +37,9 @@ class InferenceSpec:
             ``1..K``, YOLO class numbers; :func:`category_ids`), as the run's ``metrics.json``,
             ``ground_truth.json`` and ``predictions.json`` show them; ``None`` for the other tasks,
             and where a run's ids are unknown (readers then use ``index + 1``).
+        resize_size: classification on pretrained weights: the short side images are resized to
+            before the centre crop to ``image_size`` (the weights' own preprocessing, with their
+            ``mean``/``std``); ``None`` otherwise.
     """
 
     task: str
@@ -47,6 +50,7 @@ class InferenceSpec:
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
     category_ids: tuple[int, ...] | None = None  # optional: inference.json files written before it lack it
+    resize_size: int | None = None  # optional, as category_ids
 
     @property
     def num_classes(self) -> int:
@@ -74,7 +78,8 @@ def inference_spec(task: str, bundle: DataBundle) -> InferenceSpec:
                          native_size=pair(bundle.native_size),
                          mean=None if bundle.mean is None else tuple(float(v) for v in bundle.mean),
                          std=None if bundle.std is None else tuple(float(v) for v in bundle.std),
-                         category_ids=tuple(category_ids(bundle.data)) if task == "detect" else None)
+                         category_ids=tuple(category_ids(bundle.data)) if task == "detect" else None,
+                         resize_size=getattr(bundle, "resize_size", None))
 
 
 def write_inference_spec(run_dir: Path, spec: InferenceSpec) -> None:
@@ -110,6 +115,9 @@ def _spec_problem(raw: Any) -> str | None:
         return f"'std' is {raw['std']!r}; every value must be positive"
     if (raw.get("mean") is None) != (raw.get("std") is None):
         return "'mean' and 'std' must both be given or both be null"
+    resize = raw.get("resize_size")
+    if resize is not None and not (isinstance(resize, int) and not isinstance(resize, bool) and resize > 0):
+        return f"'resize_size' is {resize!r}, not null or a positive number of pixels"
     ids = raw.get("category_ids")
     if ids is not None and not (isinstance(ids, list) and len(ids) == len(classes) and len(set(ids)) == len(ids) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in ids)):
@@ -162,7 +170,7 @@ def read_inference_spec(run_dir: Path) -> InferenceSpec | None:
                          image_size=optional_tuple(raw.get("image_size"), int),
                          native_size=optional_tuple(raw.get("native_size"), int),
                          mean=optional_tuple(raw.get("mean"), float), std=optional_tuple(raw.get("std"), float),
-                         category_ids=ids)
+                         category_ids=ids, resize_size=raw.get("resize_size"))
 
 
 __all__ = ["InferenceSpec", "category_ids", "inference_spec", "read_inference_spec", "write_inference_spec"]

@@ -31,6 +31,8 @@ class DataBundle:
             normalises its own input, as torchvision's detectors do).
         native_size: classification: ``(H, W)`` of every stored image when all share one size
             (in-memory datasets), so equal-sized inputs are not resized.
+        resize_size: classification on pretrained weights: the short side images are resized to
+            before the centre crop to ``image_size`` (the weights' own preprocessing), else ``None``.
     """
 
     data: Any
@@ -42,6 +44,7 @@ class DataBundle:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     native_size: tuple[int, int] | None = None
+    resize_size: int | None = None
 
 
 def loader_workers(runtime: Runtime, dataset: Any) -> int:

@@ -96,3 +96,29 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def scale_backbone_lr(groups: Any, model: nn.Module, scale: float, lr: float) -> list[dict[str, Any]]:
+    """``groups`` (parameters, or parameter-group dicts as :func:`decay_groups` makes) with each
+    group split in two: its backbone parameters at ``lr * scale``, the rest (the head) unchanged.
+
+    ``LambdaLR`` multiplies each group's own initial ``lr`` by the schedule, so the backbone keeps
+    the ratio ``scale`` through warmup and decay. Which parameters are the backbone:
+    :func:`visionbench.models.parts.split_backbone`. Backbone groups come after the head groups and
+    empty groups are dropped, so the group layout depends only on the model and the options.
+    """
+    from visionbench.models.parts import split_backbone
+
+    backbone = {id(p) for p in split_backbone(model)[0]}
+    listed = list(groups)  # a generator (model.parameters()) is read once
+    if listed and not isinstance(listed[0], dict):
+        listed = [{"params": listed}]
+    heads, backbones = [], []
+    for group in listed:
+        params = list(group["params"])
+        head = {**group, "params": [p for p in params if id(p) not in backbone]}
+        back = {**group, "params": [p for p in params if id(p) in backbone],
+                "lr": group.get("lr", lr) * scale}
+        heads += [head] if head["params"] else []
+        backbones += [back] if back["params"] else []
+    return heads + backbones

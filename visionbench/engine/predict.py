@@ -22,6 +22,7 @@ from torch import nn
 
 from visionbench.data.folder import read_image_rgb
 from visionbench.data.task_transforms import rescale_boxes
+from visionbench.engine import multilabel as _multilabel
 from visionbench.engine.inference_spec import InferenceSpec
 from visionbench.engine.masks import overlay, write_mask_pngs
 
@@ -67,7 +68,10 @@ def predict_files(config: Any, spec: InferenceSpec, model: nn.Module, paths: lis
     images = [read_image_rgb(path) for path in paths]  # ValueError naming a bad file, before any output
     names = _unique_stems(paths)
     classes = list(spec.classes)
-    if config.task == "classify":
+    if config.task == "classify" and getattr(config, "multilabel", False):  # labels at or above 0.5, with probabilities
+        rows = _classify(spec, model, images, paths, classes, device, multilabel=True)
+        _multilabel.write_predicted_csv(out_dir / "predictions.csv", rows, classes)
+    elif config.task == "classify":
         rows = _classify(spec, model, images, paths, classes, device)
         _write_csv(out_dir / "predictions.csv", rows, min(TOP_K, len(classes)))
     elif config.task == "detect":
@@ -106,14 +110,14 @@ def size_warning(path: Path, size: tuple[int, int], spec: InferenceSpec) -> str 
 
 
 def _classify(spec: InferenceSpec, model: nn.Module, images: list[torch.Tensor], paths: list[Path],
-              classes: list[str], device: torch.device) -> list[dict[str, Any]]:
+              classes: list[str], device: torch.device, *, multilabel: bool = False) -> list[dict[str, Any]]:
     from torchvision.transforms.v2 import functional as tvf
 
     from visionbench.data.transforms import build_preset
 
     assert spec.image_size is not None and spec.mean is not None and spec.std is not None  # classify always has them
     preset = build_preset("none", train=False, image_size=spec.image_size, native_size=spec.native_size,
-                          mean=spec.mean, std=spec.std)  # the run's eval preset (augment only changes training)
+                          mean=spec.mean, std=spec.std, resize_size=spec.resize_size)  # the run's eval preset
     rows = []
     for path, image in zip(paths, images, strict=True):
         if spec.in_channels == 1:
@@ -122,7 +126,11 @@ def _classify(spec: InferenceSpec, model: nn.Module, images: list[torch.Tensor],
             image = preset.sample(image)
         elif tuple(image.shape[-2:]) != spec.image_size:
             image = tvf.resize(image, list(spec.image_size), antialias=True)
-        probs = torch.softmax(model(preset.batch(image[None]).to(device)).float(), dim=1)[0].cpu()
+        logits = model(preset.batch(image[None]).to(device)).float()
+        if multilabel:  # one independent yes/no per label
+            rows.append(_multilabel.predicted_row(path, torch.sigmoid(logits)[0].cpu(), classes))
+            continue
+        probs = torch.softmax(logits, dim=1)[0].cpu()
         top = torch.topk(probs, min(TOP_K, len(classes)))
         rows.append({"file": str(path), "pred": classes[int(top.indices[0])], "probability": float(top.values[0]),
                      "top": [[classes[int(i)], float(p)] for i, p in zip(top.indices, top.values, strict=True)]})

@@ -20,6 +20,7 @@ from visionbench.engine.runtime import Runtime
 HEADLINES: dict[str, tuple[str, ...]] = {
     "classify": ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"),
     "detect": ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"),
+    "classify_multilabel": ("mAP", "f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss"),
     "segment": ("mIoU", "fwIoU", "pixel_accuracy", "mean_class_accuracy", "dice_mean", "mIoU_per_image"),
 }
 
@@ -52,7 +53,7 @@ def write_report(run_dir: Path, log: rundir.RunLog) -> None:
 def format_metrics(report: dict[str, Any]) -> str:
     """The test metrics as a short human table."""
     lines = [f"test metrics ({report['num_samples']} samples, 95% bootstrap intervals):"]
-    headline = HEADLINES.get(report.get("task", "classify"))
+    headline = HEADLINES.get("classify_multilabel" if report.get("multilabel") else report.get("task", "classify"))
     names = headline or [k for k, v in report.items() if isinstance(v, dict) and "value" in v and "ci95" in v]
     for name in names:
         if name not in report:

@@ -14,7 +14,9 @@ from torch import nn
 
 from visionbench.config import AnyConfig
 from visionbench.engine import checkpoint as ckpt
+from visionbench.engine import initial_weights
 from visionbench.models import MODELS, create_model
+from visionbench.models.classifiers import model_for_weights
 
 
 def model_options(config: AnyConfig) -> dict[str, Any]:
@@ -26,22 +28,44 @@ def model_options(config: AnyConfig) -> dict[str, Any]:
 
 def build_model(config: AnyConfig, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
     """The registered model (of any task) for the classes of ``data`` (a dataset, or a run's
-    ``InferenceSpec``: what has ``num_classes`` and ``in_channels``), with ``--weights`` loaded
-    when given; built for ``image_size``, else the model's default size (images of mixed sizes)."""
+    ``InferenceSpec``: what has ``num_classes`` and ``in_channels``), with the initial weights of
+    ``--pretrained`` / ``--weights`` loaded when given (:func:`build_model_and_weights`); built for
+    ``image_size``, else the model's default size (images of mixed sizes)."""
+    return build_model_and_weights(config, data, image_size)[0]
+
+
+def build_model_and_weights(config: AnyConfig, data: Any, image_size: tuple[int, int] | None
+                            ) -> tuple[nn.Module, Any]:
+    """:func:`build_model`, and what its initial weights were: ``(record, report)`` of
+    :func:`visionbench.engine.initial_weights.load_initial_weights` (name, file, SHA-256; tensors kept,
+    adapted, re-initialised), or ``None`` without initial weights."""
     side = image_size[0] if image_size else MODELS.info(config.model)["default_size"]
     model = create_model(config.model, num_classes=data.num_classes, in_channels=data.in_channels, image_size=side,
                          **model_options(config))
-    if config.weights:
-        ckpt.load_weights_into(model, ckpt.read_weights(config.weights), config.weights)
-    return model
+    if getattr(config, "pretrained_backbone", False):  # before --weights, which overrides what it covers
+        from visionbench.models.backbones import load_pretrained_backbone
+
+        load_pretrained_backbone(model, config.model, download=config.download_weights)
+    loaded = initial_weights.load_initial_weights(model, config, getattr(data, "num_classes", None))
+    return model, loaded
+
+
+def architecture_only(config: AnyConfig) -> AnyConfig:
+    """``config`` without initial weights (no ``--weights``, no ``--pretrained``): for models that
+    get a run's own weights loaded strictly afterwards (validation copies, test, evaluate, predict)."""
+    backbone = {"pretrained_backbone": False} if hasattr(config, "pretrained_backbone") else {}
+    return dataclasses.replace(config, weights=None, pretrained=False, **backbone)
 
 
 def load_run_model(weights: Path, config: Any, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
     """The run's model for ``data`` (a dataset, or an :class:`InferenceSpec`: what has
     ``num_classes`` and ``in_channels``) with the run's ``weights`` loaded, in eval mode."""
-    model = build_model(dataclasses.replace(config, weights=None), data, image_size)
-    ckpt.load_weights_into(model, ckpt.read_weights(weights), str(weights))
+    model = build_model(architecture_only(config), data, image_size)
+    state = ckpt.read_weights(weights)
+    # Old runs may hold an older network of the same model name (cnn-small above 32 px, issue 12).
+    model = model_for_weights(config.model, model, state, num_classes=data.num_classes, in_channels=data.in_channels)
+    ckpt.load_weights_into(model, state, str(weights))
     return model.eval()
 
 
-__all__ = ["build_model", "load_run_model", "model_options"]
+__all__ = ["architecture_only", "build_model", "build_model_and_weights", "load_run_model", "model_options"]

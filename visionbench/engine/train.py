@@ -23,15 +23,16 @@ from torch import nn
 from tqdm import tqdm
 
 from visionbench.config import MIN_STEPS_PER_EPOCH, AnyConfig, save_yaml, settle_batch_size, usual_batch_size
-from visionbench.engine import NonFiniteLossError, classify, detect, rundir, segment
+from visionbench.engine import NonFiniteLossError, classify, detect, finetune, initial_weights, rundir, segment
 from visionbench.engine import checkpoint as ckpt
 from visionbench.engine.batches import loader_batches
 from visionbench.engine.determinism import capture_rng_state, restore_rng_state, seed_everything
 from visionbench.engine.distributed import DistInfo, barrier
 from visionbench.engine.inference_spec import inference_spec, write_inference_spec
 from visionbench.engine.loaders import DataBundle, eval_loader, train_loader
-from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn
-from visionbench.engine.run_model import build_model
+from visionbench.engine.multilabel import with_multilabel
+from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn, scale_backbone_lr
+from visionbench.engine.run_model import architecture_only, build_model, build_model_and_weights
 from visionbench.engine.runtime import Runtime, autocast_dtype, resolve_device
 from visionbench.engine.sampling import EpochBatchSampler
 from visionbench.engine.task import TaskHooks
@@ -40,7 +41,8 @@ from visionbench.engine.threads import describe_threads
 __all__ = ["DataBundle", "Runtime", "build_data", "build_model", "build_trainer", "fit", "resolve_device"]
 
 
-_TASK_HOOKS: dict[str, TaskHooks] = {"classify": classify.HOOKS, "detect": detect.HOOKS, "segment": segment.HOOKS}
+# Multi-label classification (--multilabel) is classification with its own steps where labels differ.
+_TASK_HOOKS: dict[str, TaskHooks] = {"classify": with_multilabel(classify.HOOKS), "detect": detect.HOOKS, "segment": segment.HOOKS}
 
 
 def task_hooks(task: str) -> TaskHooks:
@@ -92,6 +94,7 @@ class Trainer:
     autocast_dtype: torch.dtype | None
     batch_loss: Callable[..., tuple[torch.Tensor, int]]  # the task's: (trainer, batch, device) -> (loss, samples)
     sample_weights: torch.Tensor | None  # training sampling weights (fixed for the run), None: uniform
+    initial_weights: Any = None  # (record, report) of the --pretrained / --weights loaded, None: random init
 
 
 def state_dict(trainer: Trainer, progress: Progress, config: AnyConfig) -> dict[str, Any]:
@@ -166,6 +169,7 @@ def train_epoch(
     loader = train_loader(bundle, config, runtime, epoch=progress.epoch, start_batch=progress.step_in_epoch,
                           sample_weights=trainer.sample_weights)
     trainer.model.train()
+    finetune.apply_epoch(trainer, config, progress.epoch, runtime.device)  # after train(): frozen norms stay in eval
     with loader_batches(loader) as batches:
         for batch in batches:
             try:
@@ -192,7 +196,7 @@ def _eval_model(trainer: Trainer, config: AnyConfig, bundle: DataBundle) -> nn.M
     """The module that validation runs: the EMA weights in a copy, else the model itself."""
     if trainer.ema is None:
         return trainer.core
-    model = build_model(dataclasses.replace(config, weights=None), bundle.data, bundle.image_size)
+    model = build_model(architecture_only(config), bundle.data, bundle.image_size)
     model.load_state_dict(trainer.ema.shadow)
     return model.to(next(trainer.core.parameters()).device)
 
@@ -236,6 +240,7 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     processes = f", {dist.world_size} processes" if dist.enabled else ""
     log(f"device {device}{processes}, {describe_threads(config.threads, torch.get_num_threads())}")
     seed_everything(config.seed, deterministic=config.deterministic)
+    initial_weights.check_available(config)  # a missing weights file fails before the data loads
     bundle = build_data(config)
     if dist.is_main:  # what `visionbench predict` needs, so the run predicts without its training data
         write_inference_spec(run_dir, inference_spec(config.task, bundle))
@@ -244,7 +249,14 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     log(f"data {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{data.num_classes} classes, input {data.in_channels}x{size}, augment={bundle.augment}")
     config = with_batch_size(config, len(bundle.train), dist.world_size, log)
+    hint = initial_weights.small_dataset_hint(config, len(data.train))
+    if hint:
+        log(hint)
     trainer = build_trainer(config, bundle, device, dist.world_size)
+    if trainer.initial_weights is not None:
+        log(initial_weights.describe(*trainer.initial_weights))
+        if dist.is_main:  # which weights the run started from: name, file, SHA-256
+            initial_weights.write_weights_record(run_dir, *trainer.initial_weights)
     progress = resume_progress(trainer, config, run_dir, log, extend=extend) if resume else Progress()
     if dist.is_main:
         save_yaml(config, run_dir / rundir.CONFIG)  # as run: the batch size chosen, the epochs extended
@@ -312,11 +324,15 @@ def resume_progress(trainer: Trainer, config: AnyConfig, run_dir: Path, log: run
 def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, world_size: int = 1) -> Trainer:
     """Model, loss, optimizer, schedule, scaler and EMA, ready on ``device``."""
     hooks = task_hooks(config.task)
-    model = build_model(config, bundle.data, bundle.image_size).to(device)
+    model, loaded = build_model_and_weights(config, bundle.data, bundle.image_size)
+    model = model.to(device)
     loss_fn = hooks.build_loss(config, bundle)
     loss_fn = loss_fn.to(device) if loss_fn is not None else None
+    groups = hooks.parameter_groups(config, model)
+    if config.backbone_lr_scale != 1.0:  # split only when asked: the groups of earlier runs' optimizer states stay
+        groups = scale_backbone_lr(groups, model, config.backbone_lr_scale, config.lr)
     optimizer = build_optimizer(
-        config.optimizer, hooks.parameter_groups(config, model), lr=config.lr, momentum=config.momentum,
+        config.optimizer, groups, lr=config.lr, momentum=config.momentum,
         nesterov=config.nesterov, weight_decay=config.weight_decay,
     )
     steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(bundle.train), config.batch_size, world_size)
@@ -330,7 +346,7 @@ def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, w
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEMA(model, config.ema_decay) if config.ema else None
     return Trainer(model, model, loss_fn, optimizer, scheduler, scaler, ema, amp_dtype, hooks.batch_loss,
-                   hooks.sample_weights(config, bundle))
+                   hooks.sample_weights(config, bundle), initial_weights=loaded)
 
 
 def run_epochs(
@@ -446,7 +462,7 @@ def test_best(config: AnyConfig, bundle: DataBundle, run_dir: Path, runtime: Run
     """Evaluate ``best.safetensors`` on the test split; rank 0 writes metrics and predictions."""
     barrier(runtime.dist)
     best = run_dir / rundir.BEST_WEIGHTS
-    model = build_model(dataclasses.replace(config, weights=None), bundle.data, bundle.image_size)
+    model = build_model(architecture_only(config), bundle.data, bundle.image_size)
     ckpt.load_weights_into(model, ckpt.read_weights(best), str(best))
     return evaluate_and_write(model.to(runtime.device), config, bundle, run_dir, runtime, log)
 

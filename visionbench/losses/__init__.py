@@ -86,7 +86,8 @@ class ClassificationLoss(nn.Module):
         self.register_buffer("class_weights", class_weights)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The mean loss of ``logits`` ``[N, K]`` against labels ``target`` ``[N]``."""
+        """The mean loss of ``logits`` ``[N, K]`` against labels ``target`` ``[N]`` (or soft
+        targets ``[N, K]`` for the losses registered with ``soft_targets``)."""
         if logits.ndim == 2 and logits.shape[1] != self.num_classes:
             raise ValueError(
                 f"logits must have {self.num_classes} columns (num_classes of the loss); got "
@@ -177,8 +178,12 @@ def _builder(name: str, fn: Callable[..., torch.Tensor], weight_arg: str) -> Cal
     return build
 
 
+# Losses that also take soft targets (float [N, K] class probabilities), as MixUp/CutMix produce.
+_SOFT_TARGETS = frozenset({"cross_entropy", "bce", "mse", "mae"})
+
 for _name, _fn, _weight_arg, _description, _smoothing in _TABLE:
-    LOSSES.register(_name, description=_description, label_smoothing=_smoothing)(_builder(_name, _fn, _weight_arg))
+    LOSSES.register(_name, description=_description, label_smoothing=_smoothing,
+                    soft_targets=_name in _SOFT_TARGETS)(_builder(_name, _fn, _weight_arg))
 
 
 def create_loss(

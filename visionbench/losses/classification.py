@@ -2,7 +2,8 @@
 
 Every loss takes raw model outputs ``logits`` (float ``[N, K]``: N samples, K classes) and integer
 class labels ``target`` (int64 ``[N]``, values in ``[0, K)``), and returns the mean over the batch
-unless ``reduction`` says otherwise. Inputs are validated once by the shared ``_check_*`` helpers,
+unless ``reduction`` says otherwise. ``cross_entropy``, ``binary_cross_entropy``, ``mse`` and ``mae``
+also take soft targets: float ``[N, K]`` class probabilities in ``[0, 1]`` (MixUp/CutMix). Inputs are validated once by the shared ``_check_*`` helpers,
 so a wrong label or shape fails with an error naming the value and the fix instead of a CUDA
 assert deep inside the kernel. NaN/inf in ``logits`` is *not* checked here: the engine does that.
 
@@ -130,9 +131,13 @@ def cross_entropy(
     (label smoothing ε, Szegedy et al. 2016). With ``weight``, ``"mean"`` divides by the summed
     weights of the targets, ``sum_n w_{y_n}``, not by N (torch's convention).
 
+    Soft targets ``p`` (float ``[N, K]``, rows summing to 1, e.g. from MixUp/CutMix) replace
+    ``onehot(y_n)``: ``q_n = (1 - ε) p_n + ε / K``. Smoothing is linear, so smoothing then mixing
+    equals mixing then smoothing (timm's order). ``"mean"`` then divides by N, also with ``weight``.
+
     Args:
         logits: float ``[N, K]``, unnormalised scores.
-        target: int64 ``[N]``, class labels in ``[0, K)``.
+        target: int64 ``[N]``, class labels in ``[0, K)``; or float ``[N, K]`` class probabilities.
         label_smoothing: ε in ``[0, 1]``; 0 is plain cross entropy.
         weight: optional float ``[K]``, one weight per class (e.g. inverse class frequency).
         reduction: ``"mean"`` (scalar), ``"sum"`` (scalar) or ``"none"`` (``[N]``).
@@ -145,7 +150,7 @@ def cross_entropy(
         tensor(1.3863)
     """
     _check_logits(logits)
-    _check_labels(target, logits)
+    target = _labels_or_probabilities(target, logits)
     check_reduction(reduction, "sample")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}. Typical values are 0.1.")
@@ -285,16 +290,30 @@ def _binary_targets(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     if not (isinstance(target, torch.Tensor) and target.is_floating_point()):
         _check_labels(target, logits)
         return _one_hot(target, logits)
+    return _check_probabilities(target, logits)
+
+
+def _labels_or_probabilities(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Int labels ``[N]`` checked and returned; float ``[N, K]`` soft targets checked and returned
+    in the dtype of ``logits``. Float ``[N]`` still fails as a label error (a likely mistake)."""
+    if isinstance(target, torch.Tensor) and target.is_floating_point() and target.ndim == 2:
+        return _check_probabilities(target, logits)
+    _check_labels(target, logits)
+    return target
+
+
+def _check_probabilities(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Raise unless float ``target`` has the shape of ``logits`` and lies in ``[0, 1]``."""
     if target.shape != logits.shape:
         raise ValueError(
             f"float target must have the shape of logits {tuple(logits.shape)} (multi-label "
-            f"[N, K]); got {tuple(target.shape)}. Pass int64 labels [N] for single-label data."
+            f"or soft targets [N, K]); got {tuple(target.shape)}. Pass int64 labels [N] for single-label data."
         )
     outside = target[(target < 0) | (target > 1) | target.isnan()]
     if outside.numel():
         raise ValueError(
             f"float target must hold probabilities in [0, 1]; got {float(outside[0])!r}. "
-            "Check the multi-label encoding (1 = class present, 0 = absent)."
+            "Check the multi-label (1 = class present, 0 = absent) or soft-target encoding."
         )
     return target.to(logits.dtype)
 
@@ -352,11 +371,11 @@ def mae(
 
 
 def _probability_error(logits: torch.Tensor, target: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-    """Validate, then ``softmax(logits) - onehot(target)``, ``[N, K]``."""
+    """Validate, then ``softmax(logits) - onehot(target)`` (or minus soft targets), ``[N, K]``."""
     _check_logits(logits)
-    _check_labels(target, logits)
+    target = _labels_or_probabilities(target, logits)
     check_reduction(reduction, "sample")
-    return logits.softmax(dim=1) - _one_hot(target, logits)
+    return logits.softmax(dim=1) - (target if target.is_floating_point() else _one_hot(target, logits))
 
 
 def _weighted_reduce(

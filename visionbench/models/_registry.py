@@ -16,7 +16,58 @@ from visionbench._registry import Registry
 if TYPE_CHECKING:  # only for annotations: importing torch here would make `list models` pay for it
     from torch import nn
 
-MODELS = Registry("model")
+
+
+class ModelRegistry(Registry):
+    """The model registry: the catalogue's names, plus any ``timm:NAME`` that timm knows.
+
+    timm's ~1,300 names are not registered one by one: a ``timm:`` name is checked, described and
+    built by :mod:`visionbench.models.timm_backend` when it is asked for, which imports timm (and
+    torch) only then; without timm it raises the error naming ``pip install 'visionbench[timm]'``.
+    """
+
+    def __contains__(self, name: str) -> bool:
+        if _is_timm(name):
+            from visionbench.models.timm_backend import check_timm_name
+
+            try:
+                check_timm_name(name)
+            except ValueError:
+                return False
+            return True
+        return super().__contains__(name)
+
+    def check(self, name: str) -> None:
+        """Raise a helpful ``ValueError`` when ``name`` is neither registered nor a timm model."""
+        if _is_timm(name):
+            from visionbench.models.timm_backend import check_timm_name
+
+            check_timm_name(name)
+            return
+        super().check(name)
+
+    def info(self, name: str) -> dict:
+        """The registered metadata, or timm's (:func:`~visionbench.models.timm_backend.timm_info`)."""
+        if _is_timm(name):
+            from visionbench.models.timm_backend import timm_info
+
+            return timm_info(name)
+        return super().info(name)
+
+    def get(self, name: str) -> Callable[..., nn.Module]:
+        """The builder of ``name``; for ``timm:NAME``, one calling ``timm.create_model``."""
+        if _is_timm(name):
+            from visionbench.models.timm_backend import timm_builder
+
+            return timm_builder(name)
+        return super().get(name)
+
+
+def _is_timm(name: str) -> bool:
+    return isinstance(name, str) and name.startswith("timm:")
+
+
+MODELS = ModelRegistry("model")
 
 
 def register_model(

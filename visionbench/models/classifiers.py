@@ -12,7 +12,11 @@ from collections.abc import Callable
 
 from torch import nn
 
-from visionbench.models.small import MLP, SmallCNN
+from visionbench.models.small import MLP, SmallCNN, StridedCNN, is_small_cnn_state
+
+FULL_RESOLUTION_MAX = 32
+"""Largest input side where ``cnn-small`` is the full-resolution :class:`SmallCNN` (digits,
+MNIST, CIFAR; unchanged, so runs at these sizes load as before); above it, :class:`StridedCNN`."""
 
 
 def mlp(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
@@ -21,8 +25,22 @@ def mlp(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
 
 
 def cnn_small(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """The default network: :class:`~visionbench.models.small.SmallCNN` of width 32."""
-    return SmallCNN(in_channels, num_classes, width=32)
+    """The default network, chosen by input size: :class:`~visionbench.models.small.SmallCNN` of
+    width 32 up to :data:`FULL_RESOLUTION_MAX` px (tiny images need every pixel), else
+    :class:`~visionbench.models.small.StridedCNN` (SmallCNN took 0.6–2.9 s a training step at 64 px)."""
+    if image_size <= FULL_RESOLUTION_MAX:
+        return SmallCNN(in_channels, num_classes, width=32)
+    return StridedCNN(in_channels, num_classes, image_size)
+
+
+def model_for_weights(name: str, model: nn.Module, state_dict: dict, *, num_classes: int, in_channels: int
+                      ) -> nn.Module:
+    """``model`` (built by model ``name`` for a run), or the network an older visionbench built
+    for ``state_dict``: ``cnn-small`` runs above 32 px trained before :class:`StridedCNN` hold
+    :class:`SmallCNN` weights, and get that network back so their run directories still load."""
+    if name == "cnn-small" and not isinstance(model, SmallCNN) and is_small_cnn_state(state_dict):
+        return SmallCNN(in_channels, num_classes, width=32)
+    return model
 
 
 _SMALL: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "cnn-small": cnn_small}
@@ -56,11 +74,22 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
     raise AssertionError("model has no Conv2d")
 
 
+# Builder options that make a torchvision classifier fit the one training loop: GoogLeNet and
+# Inception v3 return a (logits, aux logits) tuple in train mode unless their auxiliary heads are off,
+# and warn unless told how to initialise.
+_TORCHVISION_OPTIONS: dict[str, dict[str, object]] = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+
+
 def _torchvision(builder: Callable[..., nn.Module], **extra: object) -> Callable[..., nn.Module]:
     def build(*, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-        kwargs = dict(extra)
+        kwargs = {**_TORCHVISION_OPTIONS.get(builder.__name__, {}), **extra}
         if builder.__name__.startswith("vit_"):  # torchvision's ViTs size their position embedding
             kwargs["image_size"] = image_size
+        if builder.__name__ == "maxvit_t":  # MaxViT sizes its relative position tables for one input size
+            kwargs["input_size"] = (image_size, image_size)
         model = builder(weights=None, num_classes=num_classes, **kwargs)
         return replace_first_conv(model, in_channels)
 

@@ -76,6 +76,11 @@ class RunFiles:
         return (self.metrics or {}).get("task", "classify")
 
     @property
+    def multilabel(self) -> bool:
+        """Whether ``metrics.json`` is of a multi-label run (no confusion matrix, ROC, calibration or errors)."""
+        return bool((self.metrics or {}).get("multilabel"))
+
+    @property
     def classes(self) -> list[str]:
         """Class names from ``metrics.json`` (or ``"0".."K-1"`` from the confusion matrix)."""
         metrics = self.metrics or {}
@@ -196,8 +201,10 @@ def read_run_files(run_dir: Path) -> RunFiles:
     """
     if not run_dir.is_dir():
         raise ValueError(f"run directory {str(run_dir)!r} does not exist. Give a directory made by `visionbench train`.")
-    files = RunFiles(run_dir, read_config(run_dir), rundir.read_history(run_dir), read_metrics(run_dir),
-                     read_predictions(run_dir), read_examples(run_dir))
+    metrics = read_metrics(run_dir)
+    single = not (metrics or {}).get("multilabel")  # multi-label predictions.csv has no label/pred columns
+    files = RunFiles(run_dir, read_config(run_dir), rundir.read_history(run_dir), metrics,
+                     read_predictions(run_dir) if single else None, read_examples(run_dir) if single else None)
     if files.config is None and files.metrics is None and not files.history:
         raise ValueError(f"{str(run_dir)!r} holds no {rundir.CONFIG}, {rundir.METRICS} or {rundir.HISTORY}; "
                          "give a run directory made by `visionbench train` or `visionbench evaluate`.")
@@ -237,6 +244,8 @@ def _training_section(files: RunFiles) -> Section | str:
 
 
 def _confusion_section(files: RunFiles) -> Section | str:
+    if files.multilabel:
+        return ""  # labels are independent yes/no decisions: no K x K confusion
     matrix = (files.metrics or {}).get("confusion_matrix")
     if not matrix:
         return f"Confusion matrix: no 'confusion_matrix' in {rundir.METRICS}."
@@ -254,7 +263,7 @@ def _per_class_section(files: RunFiles) -> Section | str:
     if not per_class:
         return f"Per-class precision, recall and F1: no 'per_class' in {rundir.METRICS}."
     task = files.task
-    if task != "classify":  # detection and segmentation: a table of whatever per-class lists there are
+    if task != "classify" or files.multilabel:  # detection, segmentation, multi-label: a table of the lists
         columns = [n for n, v in per_class.items() if isinstance(v, list)]
         count = max((len(per_class[n]) for n in columns), default=0)
         names = files.classes if len(files.classes) == count else [str(i) for i in range(count)]
@@ -291,7 +300,7 @@ def _curve_section(files: RunFiles, key: str, score_key: str, anchor: str, title
 
 
 def _roc_section(files: RunFiles) -> Section | str:
-    if files.task != "classify":
+    if files.task != "classify" or files.multilabel:
         return ""  # detection and segmentation have no ROC curves: nothing to say is missing
     return _curve_section(files, "roc_curve", "auc", "roc", "ROC curves", plots.roc_curves)
 
@@ -306,7 +315,7 @@ def _pr_section(files: RunFiles) -> Section | str:
 
 
 def _calibration_section(files: RunFiles) -> Section | str:
-    if files.task != "classify":
+    if files.task != "classify" or files.multilabel:
         return ""
     reliability = (files.metrics or {}).get("reliability")
     if not reliability:
@@ -368,6 +377,8 @@ def _mistakes_table(files: RunFiles) -> str:
 
 
 def _errors_section(files: RunFiles) -> Section | str:
+    if files.multilabel:
+        return ""
     if files.examples is None and files.predictions is None:
         return f"Worst errors: no {EXAMPLES} and no {rundir.PREDICTIONS} in this run directory."
     return "errors", "Worst errors", _example_grid(files) + _mistakes_table(files)
