@@ -3,11 +3,8 @@ across the unfreeze, and ImageNet backbones for torchvision detectors/segmenters
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tests.engine.cli_runs import assert_same_checkpoints, finish, start_visionbench
 from visionbench.engine import checkpoint as ckpt
 from visionbench.engine import rundir
 from visionbench.engine.finetune import backbone_frozen
@@ -116,25 +114,13 @@ def test_backbone_lr_scale_gives_each_group_its_lr_through_the_schedule() -> Non
 # ----------------------------------------------------------------------------------- in a run
 
 
-def _visionbench(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "visionbench", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(process: subprocess.Popen) -> str:
-    out, err = process.communicate(timeout=240)
-    assert process.returncode == 0, err
-    return out + err
-
-
 @pytest.mark.parametrize(("epochs", "unfreeze_at"), [("1", "0"), ("2", "2")])
 def test_frozen_run_keeps_the_backbone_of_its_weights_until_the_unfreeze(tmp_path: Path, epochs: str,
                                                                          unfreeze_at: str) -> None:
     torch.manual_seed(1)
     init = tmp_path / "init.safetensors"
     save_file({k: v.contiguous() for k, v in SmallCNN(1, 10).state_dict().items()}, str(init))
-    _finish(_visionbench("train", "--data", "digits", "--model", "cnn-small", "--epochs", epochs, "--batch-size", "64",
+    finish(start_visionbench("train", "--data", "digits", "--model", "cnn-small", "--epochs", epochs, "--batch-size", "64",
                          "--weights", str(init), "--freeze-backbone", "--unfreeze-at", unfreeze_at, "--quiet",
                          "--out", str(tmp_path / "run")))
     start, end = load_file(str(init)), load_file(str(tmp_path / "run" / rundir.LAST_WEIGHTS))
@@ -152,8 +138,8 @@ FREEZE_ARGS = [
 
 def test_sigkill_in_a_frozen_epoch_then_resume_across_the_unfreeze_is_bitwise_equal(tmp_path: Path) -> None:
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    reference_process = _visionbench(*FREEZE_ARGS, "--out", str(reference))
-    process = _visionbench(*FREEZE_ARGS, "--out", str(interrupted))
+    reference_process = start_visionbench(*FREEZE_ARGS, "--out", str(reference))
+    process = start_visionbench(*FREEZE_ARGS, "--out", str(interrupted))
     deadline, state = time.monotonic() + 240, None
     while time.monotonic() < deadline and process.poll() is None:  # kill inside epoch 2, still frozen
         path = interrupted / rundir.LAST_STATE
@@ -163,17 +149,13 @@ def test_sigkill_in_a_frozen_epoch_then_resume_across_the_unfreeze_is_bitwise_eq
             process.wait()
             break
         time.sleep(0.01)
-    _finish(reference_process)
+    finish(reference_process)
     assert state and state["epoch"] == 1 and state["step_in_epoch"] > 0, "the kill must land inside epoch 2"
     assert not (interrupted / rundir.METRICS).exists()
 
-    _finish(_visionbench("train", "--resume", str(interrupted), "--quiet"))
+    finish(start_visionbench("train", "--resume", str(interrupted), "--quiet"))
 
-    for name in (rundir.LAST_WEIGHTS, rundir.BEST_WEIGHTS):
-        expected, actual = load_file(str(reference / name)), load_file(str(interrupted / name))
-        assert expected.keys() == actual.keys()
-        for key in expected:
-            assert torch.equal(expected[key], actual[key]), f"{name}:{key} differs after resume"
+    assert_same_checkpoints(reference, interrupted)
     history = [{k: v for k, v in r.items() if k != "seconds"} for r in rundir.read_history(reference)]
     assert history == [{k: v for k, v in r.items() if k != "seconds"} for r in rundir.read_history(interrupted)]
 

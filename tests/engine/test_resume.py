@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tests.engine.cli_runs import assert_same_checkpoints, finish, start_visionbench
 from visionbench.engine import checkpoint as ckpt
 from visionbench.engine import rundir
 
@@ -25,17 +24,6 @@ TRAIN_ARGS = [
 ]
 
 
-def _visionbench(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same thread count in every run
-    return subprocess.Popen([sys.executable, "-m", "visionbench", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(process: subprocess.Popen) -> None:
-    out, err = process.communicate(timeout=240)
-    assert process.returncode == 0, err
-
-
 def _progress(run_dir: Path) -> dict | None:
     path = run_dir / rundir.LAST_STATE
     if not path.exists():
@@ -45,7 +33,7 @@ def _progress(run_dir: Path) -> dict | None:
 
 def _kill_mid_epoch(run_dir: Path, args: list[str] = TRAIN_ARGS) -> dict:
     """Start training, SIGKILL it right after a checkpoint inside the second epoch."""
-    process = _visionbench(*args, "--out", str(run_dir))
+    process = start_visionbench(*args, "--out", str(run_dir))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         progress = _progress(run_dir)
@@ -64,19 +52,15 @@ def _history_without_timing(run_dir: Path) -> list[dict]:
 
 def test_sigkill_mid_epoch_then_resume_gives_bitwise_equal_weights(tmp_path: Path) -> None:
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    reference_process = _visionbench(*TRAIN_ARGS, "--out", str(reference))
+    reference_process = start_visionbench(*TRAIN_ARGS, "--out", str(reference))
     progress = _kill_mid_epoch(interrupted)
-    _finish(reference_process)
+    finish(reference_process)
     assert not (interrupted / rundir.METRICS).exists(), "the kill must land before the run finished"
     assert progress["epoch"] == 1 and 0 < progress["step_in_epoch"]
 
-    _finish(_visionbench("train", "--resume", str(interrupted), "--quiet"))
+    finish(start_visionbench("train", "--resume", str(interrupted), "--quiet"))
 
-    for name in (rundir.LAST_WEIGHTS, rundir.BEST_WEIGHTS):
-        expected, actual = load_file(str(reference / name)), load_file(str(interrupted / name))
-        assert expected.keys() == actual.keys()
-        for key in expected:
-            assert torch.equal(expected[key], actual[key]), f"{name}:{key} differs after resume"
+    assert_same_checkpoints(reference, interrupted)
     assert _history_without_timing(reference) == _history_without_timing(interrupted)
     assert (reference / rundir.PREDICTIONS).read_text() == (interrupted / rundir.PREDICTIONS).read_text()
     expected_metrics = json.loads((reference / rundir.METRICS).read_text())
@@ -126,13 +110,13 @@ MIXING_ARGS = [
 
 def test_resume_with_randaugment_erasing_mixup_and_cutmix_is_bitwise_equal(tmp_path: Path) -> None:
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    reference_process = _visionbench(*MIXING_ARGS, "--out", str(reference))
+    reference_process = start_visionbench(*MIXING_ARGS, "--out", str(reference))
     progress = _kill_mid_epoch(interrupted, MIXING_ARGS)
-    _finish(reference_process)
+    finish(reference_process)
     assert not (interrupted / rundir.METRICS).exists(), "the kill must land before the run finished"
     assert progress["epoch"] == 1 and 0 < progress["step_in_epoch"]
 
-    _finish(_visionbench("train", "--resume", str(interrupted), "--quiet"))
+    finish(start_visionbench("train", "--resume", str(interrupted), "--quiet"))
 
     expected, actual = load_file(str(reference / rundir.LAST_WEIGHTS)), load_file(str(interrupted / rundir.LAST_WEIGHTS))
     assert expected.keys() == actual.keys()
