@@ -12,7 +12,7 @@ On our own embedded data (scikit-learn's digits), written as image folders in a 
 4. for each seed, ``visionbench compare`` of finetune vs scratch (and probe vs scratch) on the same test
    images: McNemar's exact test and the paired bootstrap of accuracy.
 
-Run: ``.venv/bin/python benchmarks/transfer.py [--shots 10] [--seeds 3] [--epochs 30]``.
+Run: ``.venv/bin/python benchmarks/transfer.py [--shots 5] [--seeds 3] [--epochs 10] [--backbone-lr-scale 1]``.
 """
 
 from __future__ import annotations
@@ -59,10 +59,13 @@ def write_folders(root: Path, shots: int, seed: int = 0) -> tuple[Path, Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shots", type=int, default=10, help="training images per few-shot class")
+    parser.add_argument("--shots", type=int, default=5, help="training images per few-shot class")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds of each few-shot arm")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs of each few-shot run")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of each few-shot run (the budget)")
     parser.add_argument("--pretrain-epochs", type=int, default=15)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of every few-shot arm")
+    parser.add_argument("--backbone-lr-scale", type=float, default=1.0,
+                        help="the finetune arm's backbone learning rate is --lr times this")
     args = parser.parse_args()
     common = {"model": "cnn-small", "augment": "light", "quiet": True, "device": "cpu", "threads": 1}
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,13 +77,13 @@ def main() -> int:
         print(f"pretrain on digits 0-5: test accuracy {pre.metrics['accuracy']['value']:.4f} "
               f"({time.perf_counter() - started:.0f} s)")
         weights = str(pre.run_dir / "checkpoints" / "best.safetensors")
-        arms = {"scratch": {}, "finetune": {"weights": weights},
+        arms = {"scratch": {}, "finetune": {"weights": weights, "backbone_lr_scale": args.backbone_lr_scale},
                 "probe": {"weights": weights, "freeze_backbone": True}}
         accuracy: dict[str, list[float]] = {arm: [] for arm in arms}
         for seed in range(args.seeds):
             dirs = {}
             for arm, extra in arms.items():
-                result = visionbench.train(data=f"folder:{few_data}", epochs=args.epochs, batch_size=8, seed=seed,
+                result = visionbench.train(data=f"folder:{few_data}", epochs=args.epochs, batch_size=8, seed=seed, lr=args.lr,
                                            out=root / "runs" / f"{arm}-{seed}", **common, **extra)
                 dirs[arm] = result.run_dir
                 accuracy[arm].append(result.metrics["accuracy"]["value"])

@@ -48,11 +48,14 @@ class TrainConfig:
                      "| voc:PATH | yolo:DATA.yaml; segment: shapes | masks:PATH | voc:PATH | coco:JSON[:IMAGES])")
     model: str = _opt("cnn-small", "model name (see `visionbench list models`)")
     weights: str | None = _opt(None, "initial weights: a local .safetensors or .pt state dict (heads of another class "
-                               "count are replaced, RGB stems adapted), or a torchvision weights name (IMAGENET1K_V1)")
-    pretrained: bool = _opt(False, "start from the model's default torchvision weights, read from the local torch hub "
-                            "cache ($TORCH_HOME/hub/checkpoints; never downloaded unless --download-weights)")
+                               "count are replaced, RGB stems adapted; a timm checkpoint for timm:NAME), or a "
+                               "torchvision weights name (IMAGENET1K_V1)")
+    pretrained: bool = _opt(False, "start from the model's default pretrained weights, read from the local torch hub "
+                            "cache ($TORCH_HOME/hub/checkpoints) or, for timm:NAME[.TAG], the local Hugging Face "
+                            "cache; never downloaded unless --download-weights")
     download_weights: bool = _opt(False, "let --pretrained / --weights NAME download a missing weights file into the "
-                                  "torch hub cache (off: fail naming the file and the command that fetches it)")
+                                  "torch hub or Hugging Face cache (off: fail naming the file and the command that "
+                                  "fetches it)")
     epochs: int = _opt(10, "passes over the training split")
     batch_size: int | None = _opt(None, _BATCH_HELP, unset=64)
     lr: float = _opt(3e-3, "peak learning rate (reached after warmup)")
@@ -98,8 +101,9 @@ class ClassifyConfig(TrainConfig):
     label_smoothing: float = _opt(0.1, "cross-entropy label smoothing in [0, 1)")
     class_weights: str = _opt("none", "loss class weights: none, or balanced (inverse class frequency)", ("none", "balanced"))
     balance: bool = _opt(False, "class-balanced sampling (each class drawn equally often)")
-    multilabel: bool = _opt(False, "several labels per image (--data csv:LABELS.csv[:IMAGES]): one sigmoid per label, "
-                            "BCE loss, a label is predicted when its probability is >= 0.5")
+    multilabel: bool = _opt(False, "several labels per image (--data csv:LABELS.csv[:IMAGES], or folder:ROOT with "
+                            "an image in each of its label folders): one sigmoid per label, BCE loss, a label is "
+                            "predicted when its probability is >= 0.5")
     monitor: str = _opt("val_accuracy", "validation metric choosing the best checkpoint (with --multilabel: "
                         "val_accuracy is the exact-match ratio; val_mAP the mean AP over labels)",
                         ("val_accuracy", "val_loss", "val_mAP"))

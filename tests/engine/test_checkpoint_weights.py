@@ -235,3 +235,16 @@ def test_missing_and_extra_keys_are_named() -> None:
     message = str(info.value)
     assert "missing ['head.1.bias']" in message
     assert "unexpected ['extra.weight']" in message
+
+
+def test_a_read_state_loads_into_a_versioned_module(tmp_path: Path) -> None:
+    """A state read back from a file is a plain dict without module versions; MNASNet's loader needs
+    its version, so resume, evaluate and predict of an MNASNet run must still load it."""
+    from torchvision.models import mnasnet0_5
+
+    trained = mnasnet0_5(weights=None, num_classes=3)
+    save_weights(trained.state_dict(), tmp_path / "best.safetensors")
+    fresh = mnasnet0_5(weights=None, num_classes=3)
+    load_weights_into(fresh, read_weights(tmp_path / "best.safetensors"), "best.safetensors")
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor), name

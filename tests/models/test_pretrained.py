@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +21,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import visionbench
+from tests.network_guard import blocked_network
 from visionbench import config as cfg
 from visionbench.engine import classify, initial_weights, rundir
 from visionbench.engine.inference_spec import read_inference_spec
@@ -32,19 +33,9 @@ RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
 
 @pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def guard(real):  # noqa: ANN001, ANN202 - local sockets (loader workers' fd passing) stay allowed
-        def checked(self: socket.socket, address: object) -> object:
-            if self.family in (socket.AF_INET, socket.AF_INET6):
-                raise AssertionError(f"a test tried to open a network connection to {address!r}")
-            return real(self, address)
-        return checked
-
-    monkeypatch.setattr(socket.socket, "connect", guard(connect))
-    monkeypatch.setattr(socket.socket, "connect_ex", guard(connect_ex))
-
+def _no_network() -> Iterator[None]:
+    with blocked_network():
+        yield
 
 @pytest.fixture
 def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

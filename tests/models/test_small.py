@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from visionbench.config import ClassifyConfig
 from visionbench.engine.checkpoint import save_weights
@@ -123,3 +124,22 @@ def test_strided_network_learns_a_tiny_folder_at_64px(tmp_path: Path) -> None:
     assert result.config.model == "cnn-small"
     assert json.loads((result.run_dir / "inference.json").read_text())["image_size"] == [64, 64]
     assert result.metrics["accuracy"]["value"] >= 0.6  # chance is 1/3; 1.0 on seeds 0 and 1
+
+
+def test_an_old_full_resolution_run_resumes_and_extends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run above 32 px trained with the old full-resolution cnn-small resumes on SmallCNN (EMA
+    validation copy and test included), instead of failing to load into the strided network."""
+    from visionbench import train
+    from visionbench.models import classifiers
+
+    root = _synthetic_folder(tmp_path / "three", per_class=6, side=40)
+    common = {"epochs": 1, "batch_size": 6, "seed": 0, "quiet": True, "workers": 0, "ema": True}
+    with monkeypatch.context() as old_visionbench:  # what visionbench built for cnn-small before issue 12
+        old_visionbench.setattr(classifiers, "FULL_RESOLUTION_MAX", 10_000)
+        first = train(data=f"folder:{root}", out=tmp_path / "run", **common)
+    assert is_small_cnn_state(load_file(str(first.run_dir / "checkpoints" / "best.safetensors")))
+    extended = train(resume=first.run_dir, epochs=2, quiet=True, workers=0)
+    history = [json.loads(line) for line in (first.run_dir / "history.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in history] == [1, 2]
+    assert is_small_cnn_state(load_file(str(extended.run_dir / "checkpoints" / "best.safetensors")))
+    assert "accuracy" in extended.metrics

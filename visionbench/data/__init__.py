@@ -1,7 +1,8 @@
 """Datasets and transform presets.
 
 Datasets are named by a spec string. Classification: ``digits`` (embedded), ``folder:PATH``,
-``mnist:PATH``, ``cifar10:PATH``, multi-label ``csv:LABELS.csv[:IMAGES]``; detection: ``shapes``
+``mnist:PATH``, ``cifar10:PATH``, multi-label ``csv:LABELS.csv[:IMAGES]`` or ``folder:PATH`` read with
+``multilabel=True`` (each image in every one of its label folders); detection: ``shapes``
 (embedded), ``coco:ANNOTATIONS.json[:IMAGES]``,
 ``voc:PATH``, ``yolo:DATA.yaml``; segmentation: ``shapes``, ``masks:PATH``, ``voc:PATH``,
 ``coco:ANNOTATIONS.json[:IMAGES]``. Each registry entry names the ``tasks`` it serves.
@@ -28,7 +29,9 @@ def _digits(path: str | None, **split: Any) -> ClassificationData:
     return load_digits(path, **split)
 
 
-@DATASETS.register("folder", tasks=CLASSIFY, description="ImageFolder layout PATH/<class>/*.jpg (train/val/test subfolders optional)", needs_path=True)
+@DATASETS.register("folder", tasks=CLASSIFY, needs_path=True,
+                   description="ImageFolder layout PATH/<class>/*.jpg (train/val/test subfolders optional); with "
+                               "--multilabel an image sits in each of its label folders, PATH/_none/ holds unlabelled ones")
 def _folder(path: str, **split: Any) -> ClassificationData:
     from visionbench.data.folder import load_folder
 
@@ -125,8 +128,16 @@ def parse_data_spec(spec: str, *, task: str | None = None) -> tuple[str, str | N
     return kind, (path or None)
 
 
-def load_dataset(spec: str, *, seed: int, val_fraction: float, test_fraction: float, task: str = "classify") -> Any:
+def load_dataset(spec: str, *, seed: int, val_fraction: float, test_fraction: float, task: str = "classify",
+                 multilabel: bool = False) -> Any:
     """Load the dataset named by ``spec`` with its fixed seeded split, for ``task``.
+
+    Args:
+        multilabel: classification with several labels per image (``config.multilabel``): a
+            ``folder:`` spec is then read as label folders
+            (:func:`~visionbench.data.multilabel_folder.load_multilabel_folder`) instead of class
+            folders. Other kinds are read as always (``csv:`` is multi-label either way; the training
+            checks refuse single-label data with ``--multilabel``).
 
     Example:
         >>> data = load_dataset("digits", seed=0, val_fraction=0.1, test_fraction=0.2)
@@ -135,6 +146,10 @@ def load_dataset(spec: str, *, seed: int, val_fraction: float, test_fraction: fl
     """
     kind, path = parse_data_spec(spec, task=task)
     split = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    if task == "classify" and multilabel and kind == "folder":  # the same tree, read as label sets
+        from visionbench.data.multilabel_folder import load_multilabel_folder
+
+        return load_multilabel_folder(path, **split)
     if task == "classify":
         return DATASETS.get(kind)(path, **split)
     return DATASETS.get(kind)(path, task=task, **split)

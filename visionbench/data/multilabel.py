@@ -15,6 +15,10 @@ Every listed image must exist (an error names the CSV line); images under ``IMAG
 does not list are skipped with a warning. The train/val/test split is a seeded random one
 (``split_seed``): a stratified split does not apply to label sets, so a rare label may miss a
 split (then its AP there is undefined and it is left out of mAP).
+
+The folder form, ``folder:ROOT`` with ``--multilabel`` (each image in every one of its label
+folders), is :mod:`visionbench.data.multilabel_folder`; it builds the same
+:class:`MultiLabelImageDataset`.
 """
 
 from __future__ import annotations

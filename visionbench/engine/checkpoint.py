@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,11 @@ def load_weights_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor
             f"checkpoint {source!r} does not fit this model ({details}). It was saved from a "
             "different model, number of classes or input channels; use the same --model and --data."
         )
-    model.load_state_dict(state_dict)
+    # A plain dict lacks the module versions torch's state dicts carry in ``_metadata``; MNASNet's
+    # loader refuses a state without its version, so the model's own versions go with the tensors.
+    versioned = OrderedDict(state_dict)
+    versioned._metadata = getattr(expected, "_metadata", None)  # type: ignore[attr-defined]
+    model.load_state_dict(versioned)
 
 
 def save_state(state: dict[str, Any], path: Path) -> None:

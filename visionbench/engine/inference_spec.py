@@ -1,7 +1,7 @@
 """A run's inference spec: what its model needs to predict new images without the training data.
 
-Training writes it to the run's ``inference.json`` (classes, input size, normalisation, and for
-detection the dataset's category ids), and
+Training writes it to the run's ``inference.json`` (classes, input size, normalisation, whether
+the classifier is multi-label, and for detection the dataset's category ids), and
 ``visionbench predict`` reads it back, so a run predicts on another machine or after its data
 has moved. It sits below the training loop and the prediction code, which both import it.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from visionbench.config import TASKS
+from visionbench.data.multilabel import is_multilabel
 from visionbench.engine import rundir
 from visionbench.engine.loaders import DataBundle
 
@@ -40,6 +41,9 @@ class InferenceSpec:
         resize_size: classification on pretrained weights: the short side images are resized to
             before the centre crop to ``image_size`` (the weights' own preprocessing, with their
             ``mean``/``std``); ``None`` otherwise.
+        multilabel: classification with several labels per image (one sigmoid per label), so
+            ``predict`` reads the model's outputs as label sets; files written before the field
+            lack it and read as ``False`` (``predict`` then follows the run's ``config.yaml``).
     """
 
     task: str
@@ -51,6 +55,7 @@ class InferenceSpec:
     std: tuple[float, ...] | None
     category_ids: tuple[int, ...] | None = None  # optional: inference.json files written before it lack it
     resize_size: int | None = None  # optional, as category_ids
+    multilabel: bool = False  # optional, as category_ids
 
     @property
     def num_classes(self) -> int:
@@ -79,7 +84,8 @@ def inference_spec(task: str, bundle: DataBundle) -> InferenceSpec:
                          mean=None if bundle.mean is None else tuple(float(v) for v in bundle.mean),
                          std=None if bundle.std is None else tuple(float(v) for v in bundle.std),
                          category_ids=tuple(category_ids(bundle.data)) if task == "detect" else None,
-                         resize_size=getattr(bundle, "resize_size", None))
+                         resize_size=getattr(bundle, "resize_size", None),
+                         multilabel=task == "classify" and is_multilabel(bundle.data))
 
 
 def write_inference_spec(run_dir: Path, spec: InferenceSpec) -> None:
@@ -118,6 +124,10 @@ def _spec_problem(raw: Any) -> str | None:
     resize = raw.get("resize_size")
     if resize is not None and not (isinstance(resize, int) and not isinstance(resize, bool) and resize > 0):
         return f"'resize_size' is {resize!r}, not null or a positive number of pixels"
+    if not isinstance(raw.get("multilabel", False), bool):
+        return f"'multilabel' is {raw['multilabel']!r}, not true or false"
+    if raw.get("multilabel") and raw["task"] != "classify":
+        return f"'multilabel' is true for task {raw['task']!r}; only classify runs are multi-label"
     ids = raw.get("category_ids")
     if ids is not None and not (isinstance(ids, list) and len(ids) == len(classes) and len(set(ids)) == len(ids) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in ids)):
@@ -170,7 +180,8 @@ def read_inference_spec(run_dir: Path) -> InferenceSpec | None:
                          image_size=optional_tuple(raw.get("image_size"), int),
                          native_size=optional_tuple(raw.get("native_size"), int),
                          mean=optional_tuple(raw.get("mean"), float), std=optional_tuple(raw.get("std"), float),
-                         category_ids=ids, resize_size=raw.get("resize_size"))
+                         category_ids=ids, resize_size=raw.get("resize_size"),
+                         multilabel=raw.get("multilabel", False))
 
 
 __all__ = ["InferenceSpec", "category_ids", "inference_spec", "read_inference_spec", "write_inference_spec"]

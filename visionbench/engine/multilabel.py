@@ -47,8 +47,9 @@ def check_config(config: ClassifyConfig, data: Any) -> None:
             raise ValueError("--monitor val_mAP needs --multilabel; got a single-label run. Use val_accuracy or val_loss.")
         return
     if not is_multilabel(data):
-        raise ValueError(f"--multilabel needs multi-label data (csv:LABELS.csv[:IMAGES]); got --data {config.data}. "
-                         "Use a label CSV, or drop --multilabel.")
+        raise ValueError(f"--multilabel needs multi-label data (csv:LABELS.csv[:IMAGES], or folder:ROOT with each image "
+                         f"in every one of its label folders); got --data {config.data}. Use a label CSV or a label "
+                         "folder tree, or drop --multilabel.")
     if config.loss not in ("cross_entropy", LOSS):
         raise ValueError(f"--loss must be {LOSS} with --multilabel (one sigmoid per label); got {config.loss!r}. "
                          f"Use --loss {LOSS}.")
@@ -65,8 +66,9 @@ def build_data(single: Any) -> Any:
     def build(config: ClassifyConfig, data: Any = None) -> DataBundle:
         from visionbench.data import load_dataset
 
+        # config.multilabel decides how a folder: tree is read (label folders, not class folders).
         data = data or load_dataset(config.data, seed=config.split_seed, val_fraction=config.val_fraction,
-                                    test_fraction=config.test_fraction)
+                                    test_fraction=config.test_fraction, multilabel=config.multilabel)
         check_config(config, data)
         return single(config, data)
 

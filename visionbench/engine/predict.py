@@ -68,7 +68,9 @@ def predict_files(config: Any, spec: InferenceSpec, model: nn.Module, paths: lis
     images = [read_image_rgb(path) for path in paths]  # ValueError naming a bad file, before any output
     names = _unique_stems(paths)
     classes = list(spec.classes)
-    if config.task == "classify" and getattr(config, "multilabel", False):  # labels at or above 0.5, with probabilities
+    # inference.json says whether the run is multi-label; runs written before that field say it in their config.
+    multilabel = spec.multilabel or getattr(config, "multilabel", False)
+    if config.task == "classify" and multilabel:  # labels at or above 0.5, with probabilities
         rows = _classify(spec, model, images, paths, classes, device, multilabel=True)
         _multilabel.write_predicted_csv(out_dir / "predictions.csv", rows, classes)
     elif config.task == "classify":

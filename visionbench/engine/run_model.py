@@ -46,7 +46,7 @@ def build_model_and_weights(config: AnyConfig, data: Any, image_size: tuple[int,
         from visionbench.models.backbones import load_pretrained_backbone
 
         load_pretrained_backbone(model, config.model, download=config.download_weights)
-    loaded = initial_weights.load_initial_weights(model, config, getattr(data, "num_classes", None))
+    loaded = initial_weights.load_initial_weights(model, config, getattr(data, "num_classes", None), image_size=side)
     return model, loaded
 
 

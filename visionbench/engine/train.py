@@ -9,6 +9,7 @@ the same weights as one never interrupted.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import sys
@@ -32,11 +33,12 @@ from visionbench.engine.inference_spec import inference_spec, write_inference_sp
 from visionbench.engine.loaders import DataBundle, eval_loader, train_loader
 from visionbench.engine.multilabel import with_multilabel
 from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn, scale_backbone_lr
-from visionbench.engine.run_model import architecture_only, build_model, build_model_and_weights
+from visionbench.engine.run_model import build_model, build_model_and_weights, load_run_model
 from visionbench.engine.runtime import Runtime, autocast_dtype, resolve_device
 from visionbench.engine.sampling import EpochBatchSampler
 from visionbench.engine.task import TaskHooks
 from visionbench.engine.threads import describe_threads
+from visionbench.models.classifiers import model_for_weights
 
 __all__ = ["DataBundle", "Runtime", "build_data", "build_model", "build_trainer", "fit", "resolve_device"]
 
@@ -196,9 +198,9 @@ def _eval_model(trainer: Trainer, config: AnyConfig, bundle: DataBundle) -> nn.M
     """The module that validation runs: the EMA weights in a copy, else the model itself."""
     if trainer.ema is None:
         return trainer.core
-    model = build_model(architecture_only(config), bundle.data, bundle.image_size)
+    model = copy.deepcopy(trainer.core)  # the trained network itself, whichever its model name built
     model.load_state_dict(trainer.ema.shadow)
-    return model.to(next(trainer.core.parameters()).device)
+    return model
 
 
 def improved(config: AnyConfig, record: dict[str, Any], progress: Progress) -> bool:
@@ -252,12 +254,14 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     hint = initial_weights.small_dataset_hint(config, len(data.train))
     if hint:
         log(hint)
-    trainer = build_trainer(config, bundle, device, dist.world_size)
+    resumed = ckpt.load_state(run_dir / rundir.LAST_STATE) if resume and (run_dir / rundir.LAST_STATE).exists() else None
+    trainer = build_trainer(config, bundle, device, dist.world_size,
+                            resumed_weights=resumed["model"] if resumed else None)
     if trainer.initial_weights is not None:
         log(initial_weights.describe(*trainer.initial_weights))
         if dist.is_main:  # which weights the run started from: name, file, SHA-256
             initial_weights.write_weights_record(run_dir, *trainer.initial_weights)
-    progress = resume_progress(trainer, config, run_dir, log, extend=extend) if resume else Progress()
+    progress = resume_progress(trainer, config, run_dir, log, resumed, extend=extend) if resume else Progress()
     if dist.is_main:
         save_yaml(config, run_dir / rundir.CONFIG)  # as run: the batch size chosen, the epochs extended
         rundir.truncate_history(run_dir, progress.epoch)
@@ -288,20 +292,20 @@ def with_batch_size(config: AnyConfig, train_samples: int, world_size: int, log:
     return dataclasses.replace(config, batch_size=batch)
 
 
-def resume_progress(trainer: Trainer, config: AnyConfig, run_dir: Path, log: rundir.RunLog, *, extend: bool
-                    ) -> Progress:
-    """The progress of the run in ``run_dir``, its last checkpoint loaded into ``trainer``.
+def resume_progress(trainer: Trainer, config: AnyConfig, run_dir: Path, log: rundir.RunLog,
+                    state: dict[str, Any] | None, *, extend: bool) -> Progress:
+    """The progress of the run in ``run_dir``, its last checkpoint ``state`` (``None``: it has none
+    yet) loaded into ``trainer``.
 
     Args:
         extend: ``config.epochs`` was given with ``--resume``: train to that many epochs, a finished
             run included (it must be more than the epochs done). The LR schedule is the one of a run
             of ``config.epochs`` epochs at the current step (see ``README.md``).
     """
-    state_path = run_dir / rundir.LAST_STATE
-    if not state_path.exists():
+    if state is None:
         log("no checkpoint yet in this run; starting from the beginning")
         return Progress()
-    progress = restore(trainer, ckpt.load_state(state_path), str(state_path))
+    progress = restore(trainer, state, str(run_dir / rundir.LAST_STATE))
     if extend and config.epochs <= progress.epoch:
         raise ValueError(f"--epochs must be more than the {progress.epoch} epochs {str(run_dir)!r} has done to train it "
                          f"longer; got {config.epochs}. Give e.g. --epochs {progress.epoch + 5}.")
@@ -321,10 +325,18 @@ def resume_progress(trainer: Trainer, config: AnyConfig, run_dir: Path, log: run
     return progress
 
 
-def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, world_size: int = 1) -> Trainer:
-    """Model, loss, optimizer, schedule, scaler and EMA, ready on ``device``."""
+def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, world_size: int = 1, *,
+                  resumed_weights: dict[str, torch.Tensor] | None = None) -> Trainer:
+    """Model, loss, optimizer, schedule, scaler and EMA, ready on ``device``.
+
+    ``resumed_weights`` (the model state of the checkpoint a resumed run continues from) picks the
+    network when a model name has had more than one (:func:`model_for_weights`); they are loaded later.
+    """
     hooks = task_hooks(config.task)
     model, loaded = build_model_and_weights(config, bundle.data, bundle.image_size)
+    if resumed_weights is not None:
+        model = model_for_weights(config.model, model, resumed_weights, num_classes=bundle.data.num_classes,
+                                  in_channels=bundle.data.in_channels)
     model = model.to(device)
     loss_fn = hooks.build_loss(config, bundle)
     loss_fn = loss_fn.to(device) if loss_fn is not None else None
@@ -461,9 +473,7 @@ def _tensorboard(run_dir: Path, purge_step: int, log: rundir.RunLog) -> Any:
 def test_best(config: AnyConfig, bundle: DataBundle, run_dir: Path, runtime: Runtime, log: rundir.RunLog) -> dict[str, Any]:
     """Evaluate ``best.safetensors`` on the test split; rank 0 writes metrics and predictions."""
     barrier(runtime.dist)
-    best = run_dir / rundir.BEST_WEIGHTS
-    model = build_model(architecture_only(config), bundle.data, bundle.image_size)
-    ckpt.load_weights_into(model, ckpt.read_weights(best), str(best))
+    model = load_run_model(run_dir / rundir.BEST_WEIGHTS, config, bundle.data, bundle.image_size)
     return evaluate_and_write(model.to(runtime.device), config, bundle, run_dir, runtime, log)
 
 

@@ -3,7 +3,8 @@
 Their names, descriptions and sizes are registered from :mod:`visionbench.models.catalog`; this
 module is imported when a classifier is first built, and torchvision only when a torchvision
 classifier is. torchvision builders are called with ``weights=None`` (random init, never a
-download); a pretrained local state dict is loaded afterwards with ``--weights FILE``.
+download); initial weights (``--pretrained``, ``--weights NAME|FILE``) are loaded afterwards and
+fitted to the model (:mod:`visionbench.models.pretrained`, :mod:`visionbench.models.adapt`).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
 
 # Builder options that make a torchvision classifier fit the one training loop: GoogLeNet and
 # Inception v3 return a (logits, aux logits) tuple in train mode unless their auxiliary heads are off,
-# and warn unless told how to initialise.
+# and warn unless told how to initialise. Their published weights hold those heads (dropped when
+# fitted, adapt.AUXILIARY_HEADS) and expect inputs in [-1, 1] (pretrained.preprocessing gives them
+# mean = std = 0.5 rather than setting transform_input, which needs 3 channels and no run would keep).
 _TORCHVISION_OPTIONS: dict[str, dict[str, object]] = {
     "googlenet": {"aux_logits": False, "init_weights": True},
     "inception_v3": {"aux_logits": False, "init_weights": True},

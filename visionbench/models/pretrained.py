@@ -9,8 +9,17 @@ Pure functions, usable on their own (the backbone options of detectors and segme
 * :func:`locate_weights` returns that file, or fails at once naming the file, the URL and the
   command that fetches it (:func:`fetch_command`); only ``download=True`` downloads;
 * :func:`verify_weights_file` checks the SHA-256 prefix torchvision puts in the file name;
-* :func:`read_pretrained` does all of that and reads the state dict (``weights_only=True``);
+* :func:`read_pretrained` does all of that and reads the state dict (``weights_only=True``) in the
+  key layout of today's torchvision modules (:func:`rename_legacy_keys`: DenseNet's files predate it);
 * :func:`preprocessing` is the weights' own evaluation transform (resize, crop, mean, std).
+
+Files that do not match the model visionbench builds with ``weights=None`` are fitted afterwards
+by :func:`visionbench.models.adapt.fit_state_dict` (heads, stems, ViT position embeddings;
+GoogLeNet's and Inception v3's auxiliary heads dropped). Those two were trained on inputs in
+``[-1, 1]``; torchvision's pretrained builders set ``transform_input=True`` to map ImageNet-normalised
+inputs there, which only works for 3 channels and is no part of the state dict, so a run's rebuilt
+model would lose it. :func:`preprocessing` gives their true normalisation (mean = std = 0.5) instead:
+the same input reaches the network, for any channel count, and ``inference.json`` keeps it.
 
 torch and torchvision are imported inside the functions, so importing this module is cheap and
 ``visionbench list models`` stays free of them.
@@ -30,6 +39,13 @@ from typing import Any
 _WEIGHTS_NAME = re.compile(r"^(?:[A-Za-z0-9_]+_Weights\.)?[A-Z][A-Z0-9_]*$")
 # torchvision's file names end in "-<first hex digits of the SHA-256>.<ext>" (torch.hub.HASH_REGEX).
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")
+# DenseNet's published files name a dense layer's modules "norm.1", "conv.2" (dots in module names,
+# no longer allowed); today's modules are "norm1", "conv2". torchvision's densenet._load_state_dict
+# renames them the same way.
+_LEGACY_DENSE_LAYER = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
+# Weights whose torchvision builder sets transform_input=True: trained on (x - 0.5) / 0.5 inputs.
+_HALF_NORMALISED = ("GoogLeNet_Weights", "Inception_V3_Weights")
 
 
 class MissingWeightsError(ValueError):
@@ -193,17 +209,40 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return state
 
 
+def rename_legacy_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with DenseNet's old dense-layer names (``…denselayer1.norm.1.weight``) renamed to
+    today's (``…denselayer1.norm1.weight``), order and module versions kept; other names unchanged.
+
+    Example:
+        >>> list(rename_legacy_keys({"features.denseblock1.denselayer1.conv.2.weight": 0}))
+        ['features.denseblock1.denselayer1.conv2.weight']
+    """
+    from collections import OrderedDict
+
+    renamed: dict[str, Any] = OrderedDict()
+    for key, value in state.items():
+        match = _LEGACY_DENSE_LAYER.match(key)
+        renamed[f"{match.group(1)}{match.group(2)}.{match.group(3)}" if match else key] = value
+    if hasattr(state, "_metadata"):
+        renamed._metadata = state._metadata  # type: ignore[attr-defined]
+    return renamed
+
+
 def read_pretrained(weights: Any, *, download: bool = False) -> tuple[dict[str, Any], PretrainedFile]:
-    """Locate, verify and read ``weights``: its state dict and what a run records of it."""
+    """Locate, verify and read ``weights``: its state dict (old DenseNet key names renamed,
+    :func:`rename_legacy_keys`) and what a run records of it."""
     path = locate_weights(weights, download=download)
     sha256 = verify_weights_file(path)
     record = PretrainedFile(name=full_name(weights), file=str(path.resolve()), sha256=sha256, url=weights.url)
-    return read_state_dict(path), record
+    return rename_legacy_keys(read_state_dict(path)), record
 
 
 def preprocessing(weights: Any) -> dict[str, Any]:
     """The evaluation transform ``weights`` were trained with: ``resize_size`` (short side, pixels),
     ``crop_size`` (centre crop side), ``mean`` and ``std`` (per RGB channel, of ``[0, 1]`` images).
+
+    GoogLeNet's and Inception v3's weights get mean = std = 0.5, the normalisation they were trained
+    with (torchvision's ImageNet statistics assume its ``transform_input=True``; module docstring).
 
     Example:
         >>> preprocessing(resolve_weights("resnet18"))["resize_size"], preprocessing(resolve_weights("resnet18"))["crop_size"]
@@ -214,8 +253,10 @@ def preprocessing(weights: Any) -> dict[str, Any]:
     def side(value: Any) -> int:
         return int(value[0] if isinstance(value, (list, tuple)) else value)
 
-    return {"resize_size": side(transform.resize_size), "crop_size": side(transform.crop_size),
-            "mean": tuple(float(v) for v in transform.mean), "std": tuple(float(v) for v in transform.std)}
+    mean, std = tuple(float(v) for v in transform.mean), tuple(float(v) for v in transform.std)
+    if type(weights).__name__ in _HALF_NORMALISED:
+        mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return {"resize_size": side(transform.resize_size), "crop_size": side(transform.crop_size), "mean": mean, "std": std}
 
 
 def local_default_weights(model: str) -> Path | None:
@@ -229,5 +270,5 @@ def local_default_weights(model: str) -> Path | None:
 
 
 __all__ = ["MissingWeightsError", "PretrainedFile", "expected_sha256_prefix", "fetch_command", "file_sha256", "full_name", "is_weights_name", "local_default_weights",
-           "locate_weights", "preprocessing", "read_pretrained", "read_state_dict", "resolve_weights",
+           "locate_weights", "preprocessing", "read_pretrained", "read_state_dict", "rename_legacy_keys", "resolve_weights",
            "verify_weights_file", "weights_file"]

@@ -9,6 +9,9 @@ static catalogue: :class:`visionbench.models._registry.ModelRegistry` asks this 
 Pretrained weights never download: :func:`timm_pretrained_state` reads them from a local file or
 from the local Hugging Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
 ``~/.cache/huggingface/hub``), where ``hf download REPO FILE`` on a machine with internet puts them.
+Only :func:`locate_timm_weights` with ``download=True`` (``--download-weights``) fetches into that
+cache. :func:`timm_preprocessing` is the weights' evaluation transform, in the shape of
+:func:`visionbench.models.pretrained.preprocessing`.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import difflib
 import fnmatch
 import importlib.metadata
 import importlib.util
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visionbench._extras import import_optional, install_hint
+from visionbench.models.pretrained import MissingWeightsError
 
 if TYPE_CHECKING:  # annotations only: this module is imported by the registry's timm checks
     import torch
@@ -32,6 +37,12 @@ if TYPE_CHECKING:  # annotations only: this module is imported by the registry's
 PREFIX = "timm:"
 # timm's Hugging Face repositories hold safetensors first, older ones a pickle-free-loaded .bin.
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class MissingTimmWeightsError(MissingWeightsError, FileNotFoundError):
+    """A timm model's pretrained weights are not in the local Hugging Face cache. A
+    :class:`~visionbench.models.pretrained.MissingWeightsError` (a ``ValueError``: the command line
+    prints it as a clean error, as for torchvision's weights) and a ``FileNotFoundError``."""
 
 
 def is_timm_name(name: str) -> bool:
@@ -133,14 +144,92 @@ def timm_weights_source(name: str) -> tuple[str, tuple[str, ...]]:
     return cfg.hf_hub_id.split("@")[0], files
 
 
-def _cached_file(repo: str, files: tuple[str, ...]) -> Path | None:
+def hf_url(repo: str, filename: str) -> str:
+    """Where the Hugging Face hub serves ``filename`` of ``repo`` (its ``main`` revision)."""
+    return f"https://huggingface.co/{repo}/resolve/main/{filename}"
+
+
+def _cached_file(repo: str, files: tuple[str, ...]) -> tuple[str, Path] | None:
+    """``(file name, path)`` of the first of ``files`` of ``repo`` in the local cache, or ``None``."""
     from huggingface_hub import try_to_load_from_cache  # a file-system lookup: never a request
 
     for filename in files:
         found = try_to_load_from_cache(repo, filename, cache_dir=hf_cache_dir())
         if isinstance(found, str):
-            return Path(found)
+            return filename, Path(found)
     return None
+
+
+def cached_timm_weights(name: str) -> Path | None:
+    """The cached file of ``timm:NAME``'s default pretrained weights when it is present, else
+    ``None`` (also for a model timm lists no Hugging Face weights for)."""
+    try:
+        repo, files = timm_weights_source(name)
+    except ValueError:
+        return None
+    found = _cached_file(repo, files)
+    return None if found is None else found[1]
+
+
+def locate_timm_weights(name: str, *, download: bool = False) -> tuple[str, str, Path]:
+    """``(repo, file name, local path)`` of ``timm:NAME``'s default pretrained weights in the local
+    Hugging Face cache (:func:`hf_cache_dir`); fetched into that cache only when ``download``.
+
+    Raises:
+        MissingTimmWeightsError: not in the cache (and ``download`` is false); the message names
+            the repo, the file, the cache folder and the command that fetches it.
+        ValueError: timm lists no Hugging Face weights for ``NAME``.
+    """
+    repo, files = timm_weights_source(name)
+    found = _cached_file(repo, files)
+    if found is not None:
+        return repo, found[0], found[1]
+    if download:
+        return _download(repo, files)
+    raise MissingTimmWeightsError(
+        f"pretrained weights for {name!r} must be in the local Hugging Face cache {hf_cache_dir()}; found none of "
+        f"{', '.join(files)} of repo {repo!r} there ({hf_url(repo, files[0])}). visionbench does not download by "
+        f"itself. On a machine with internet run `hf download {repo} {files[0]}` (or `huggingface-cli download "
+        f"{repo} {files[0]}`) and copy its cache folder here (HF_HUB_CACHE, else HF_HOME/hub, names the folder), "
+        f"pass the file with --weights FILE, or pass --download-weights to let this run download it."
+    )
+
+
+def _download(repo: str, files: tuple[str, ...]) -> tuple[str, str, Path]:
+    """Fetch the first of ``files`` that ``repo`` holds into the local cache (``--download-weights`` only)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import EntryNotFoundError
+
+    for filename in files:
+        try:
+            return repo, filename, Path(hf_hub_download(repo, filename, cache_dir=hf_cache_dir()))
+        except EntryNotFoundError:  # older repos hold pytorch_model.bin instead of model.safetensors
+            continue
+    raise ValueError(f"Hugging Face repo {repo!r} must hold one of {', '.join(files)}; it holds none. Download the "
+                     f"weights by hand and pass them with --weights FILE.")
+
+
+def timm_preprocessing(name: str) -> dict[str, Any]:
+    """The evaluation transform of ``timm:NAME``'s pretrained weights, from timm's pretrained config,
+    as :func:`visionbench.models.pretrained.preprocessing` gives torchvision's: ``crop_size`` (the
+    input side), ``resize_size`` (``floor(crop / crop_pct)``, the short side timm's own eval
+    transform resizes to), ``mean`` and ``std``.
+
+    Only the centre crop is reproduced: timm's rarer ``crop_mode`` ``squash``/``border`` and its
+    interpolation (often bicubic) are not (the pipeline resizes bilinearly, then crops the centre).
+
+    Raises:
+        ValueError: timm has no pretrained config for ``NAME``.
+    """
+    check_timm_name(name)
+    cfg = _pretrained_cfg(name)
+    if cfg is None:
+        raise ValueError(f"timm model {name!r} must have a pretrained config for its preprocessing; timm has none. "
+                         "Train it without --pretrained.")
+    crop = int(cfg.input_size[-1])  # (C, H, W); timm's pretrained classifiers are square
+    crop_pct = cfg.crop_pct or 0.875  # timm's DEFAULT_CROP_PCT when a config leaves it out
+    return {"resize_size": math.floor(crop / crop_pct), "crop_size": crop,
+            "mean": tuple(float(v) for v in cfg.mean), "std": tuple(float(v) for v in cfg.std)}
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
@@ -158,7 +247,8 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def timm_pretrained_state(name: str, file: str | Path | None = None) -> dict[str, torch.Tensor]:
+def timm_pretrained_state(name: str, file: str | Path | None = None, *, image_size: int | None = None
+                          ) -> dict[str, torch.Tensor]:
     """The pretrained state dict of ``timm:NAME`` (or ``NAME``), never downloaded.
 
     The weights come from ``file`` when given, else from the local Hugging Face cache
@@ -166,11 +256,13 @@ def timm_pretrained_state(name: str, file: str | Path | None = None) -> dict[str
     pass through timm's own loading (its per-model key conversions) into ``NAME`` built with its
     pretrained classes and 3 channels, and that model's ``state_dict()`` is returned: keys as
     :func:`timm_builder`'s model has them, the head and stem still at the checkpoint's shapes, for
-    the caller to adapt (visionbench/models/pretrained.py).
+    the caller to adapt (visionbench/models/pretrained.py). For models whose input size is fixed at
+    construction (ViTs), ``image_size`` builds that model at the run's side, so timm's loader
+    resamples the position embedding to it as timm's own fine-tuning does.
 
     Raises:
-        FileNotFoundError: the weights are not in the cache; the message names the repo, the file
-            and the command that fetches it on a machine with internet.
+        MissingTimmWeightsError: (a ``FileNotFoundError``) the weights are not in the cache; the
+            message names the repo, the file and the command that fetches it on a machine with internet.
 
     Example:
         >>> state = timm_pretrained_state("timm:resnet18.a1_in1k")  # doctest: +SKIP
@@ -178,15 +270,7 @@ def timm_pretrained_state(name: str, file: str | Path | None = None) -> dict[str
     timm = _timm(f"pretrained weights for {name}")
     check_timm_name(name)
     if file is None:
-        repo, files = timm_weights_source(name)
-        path = _cached_file(repo, files)
-        if path is None:
-            raise FileNotFoundError(
-                f"pretrained weights for {name!r} must be in the local Hugging Face cache {hf_cache_dir()}; found "
-                f"none of {', '.join(files)} of repo {repo!r} there (visionbench never downloads). On a machine with "
-                f"internet run `hf download {repo} {files[0]}` (or `huggingface-cli download {repo} {files[0]}`) and "
-                f"copy the cache folder here (set HF_HOME to its parent), or pass the file with --weights FILE."
-            )
+        path = locate_timm_weights(name)[2]
     else:
         path = Path(file)
         if not path.is_file():
@@ -194,8 +278,9 @@ def timm_pretrained_state(name: str, file: str | Path | None = None) -> dict[str
     state = _read_state(path)
     # timm's own loader maps old checkpoint layouts onto the model (its per-model filter functions);
     # handing it the state dict itself keeps it away from files and the network.
+    size = {"img_size": image_size} if image_size and timm_info(name)["fixed_input_size"] else {}
     with _offline():
-        model = timm.create_model(_arch(name), pretrained=True, pretrained_cfg_overlay={"state_dict": state})
+        model = timm.create_model(_arch(name), pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **size)
     return model.state_dict()
 
 
@@ -217,5 +302,6 @@ def _offline() -> Iterator[None]:
             os.environ["HF_HUB_OFFLINE"] = saved_env
 
 
-__all__ = ["PREFIX", "check_timm_name", "hf_cache_dir", "is_timm_name", "timm_builder", "timm_info", "timm_names",
+__all__ = ["PREFIX", "MissingTimmWeightsError", "cached_timm_weights", "check_timm_name", "hf_cache_dir", "hf_url",
+           "is_timm_name", "locate_timm_weights", "timm_builder", "timm_info", "timm_names", "timm_preprocessing",
            "timm_pretrained_state", "timm_weights_source"]
