@@ -9,6 +9,7 @@ an extra in ``pyproject.toml`` and import it through :func:`import_optional`:
   training runs and logs once that the event files are skipped);
 - ``visionbench[coco]``: ``pycocotools``, for ``--task segment --data coco:…`` (polygon and RLE masks);
 - ``visionbench[timm]``: ``timm``, for ``--model timm:NAME`` (visionbench/models/timm_backend.py);
+- ``visionbench[sweep]``: ``optuna``, for ``visionbench sweep`` (visionbench/sweep/);
 - ``visionbench[all]``: all of the above.
 """
 
@@ -19,7 +20,7 @@ from types import ModuleType
 
 # extra name -> the pip requirement it adds (kept equal to pyproject.toml by tests/test_dependencies.py)
 EXTRAS: dict[str, str] = {"video": "av>=12", "tensorboard": "tensorboard>=2.14", "coco": "pycocotools>=2.0.7",
-                          "timm": "timm>=0.9"}
+                          "timm": "timm>=0.9", "sweep": "optuna>=4.9"}
 
 
 class MissingExtraError(ImportError):

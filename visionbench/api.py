@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,12 @@ class TrainResult:
 EvaluateResult = TrainResult
 
 
-def _runtime(device: str, workers: int | None, quiet: bool) -> Any:
+def _runtime(device: str, workers: int | None, quiet: bool, **extra: Any) -> Any:
     from visionbench.engine.distributed import init_distributed
     from visionbench.engine.train import Runtime, resolve_device
 
     torch_device = resolve_device(device)
-    return Runtime(device=torch_device, workers=workers, quiet=quiet, dist=init_distributed(torch_device))
+    return Runtime(device=torch_device, workers=workers, quiet=quiet, dist=init_distributed(torch_device), **extra)
 
 
 def _make_run_dir(out: str | Path | None, stem: str, dist: Any, *, restart_quiet: bool | None = None) -> Path:
@@ -71,7 +72,7 @@ def _make_run_dir(out: str | Path | None, stem: str, dist: Any, *, restart_quiet
 def train(
     config: cfg.AnyConfig | None = None, *, config_file: str | Path | None = None, out: str | Path | None = None,
     resume: str | Path | None = None, device: str = "auto", workers: int | None = None, quiet: bool = False,
-    **overrides: Any,
+    eval_split: str = "test", on_epoch: Callable[[dict[str, Any]], None] | None = None, **overrides: Any,
 ) -> TrainResult:
     """Train a model, evaluate its best checkpoint on the test split, and write a run directory.
 
@@ -88,6 +89,10 @@ def train(
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         workers: data-loader worker processes (default: 0 for in-memory data, else up to 4).
         quiet: no progress bar or log lines on stderr (``log.txt`` is still written).
+        eval_split: ``"test"``; ``"val"`` evaluates the best checkpoint on the validation split
+            instead and never reads the test split (the trials of ``visionbench sweep``).
+        on_epoch: called with each epoch's ``history.jsonl`` record after its checkpoint is written;
+            an exception it raises stops the run (resumable), e.g. a search's pruner.
 
     Returns:
         :class:`TrainResult` with ``run_dir``, ``metrics`` (the ``metrics.json`` content) and the
@@ -112,7 +117,7 @@ def train(
             config = cfg.validate(cfg.merge(config, overrides, "the command line"), "the command line")
     else:
         config = cfg.validate(config) if config is not None else cfg.resolve(config_file, overrides)
-    runtime = _runtime(device, workers, quiet)
+    runtime = _runtime(device, workers, quiet, eval_split=eval_split, on_epoch=on_epoch)
     previous_threads = apply_threads(config.threads)  # before any parallel work (see engine/threads.py)
     try:
         if resume is None:
@@ -521,3 +526,40 @@ def _unpaired_warnings(unpaired: dict[str, list[str]], ref: str | Path, dist: st
             warnings.append(f"{len(names)} image(s) of {here} have no counterpart of the same relative path in {there} "
                             f"({listed}) and are not measured; check the file names.")
     return warnings
+
+
+def run_sweep(space: str | Path, *, config_file: str | Path | None = None, out: str | Path | None = None,
+              trials: int | None = None, sampler: str = "tpe", pruner: str = "asha", workers: int | None = None,
+              storage: str | None = None, study: str = "visionbench", device: str = "auto",
+              loader_workers: int | None = None, quiet: bool = False, **overrides: Any) -> Any:
+    """Search hyperparameters with Optuna (``visionbench sweep``; needs ``visionbench[sweep]``).
+
+    Each trial trains with ``overrides`` (any :func:`train` option, fixed for all trials) and the
+    values the sampler draws from the ``space`` file, selects and evaluates its best checkpoint on
+    the validation split only, and reports every epoch to the pruner. When ``trials`` are done, the
+    best configuration and the default (``overrides`` alone) are each evaluated on the test split
+    once and compared with :func:`compare`'s paired tests; ``sweep.json``, ``trials.csv`` and
+    ``report.html`` are written. Calling it again on the same ``out`` continues the study (trials
+    cut short resume exactly); ``storage`` (an SQLAlchemy URL) lets other machines join it.
+
+    Args:
+        space: the search space YAML file, e.g. ``lr: {loguniform: [1e-4, 1e-1]}``.
+        out: the sweep directory (default: ``runs/sweep-<space file stem>``).
+        trials: finished trials that end the search (default 20; with ``sampler="grid"``, the grid).
+        sampler: ``"tpe"``, ``"random"`` or ``"grid"``. pruner: ``"asha"``, ``"median"`` or ``"none"``.
+        workers: trials at once (default: one per visible GPU, else 1); CPU threads are split between them.
+        storage: Optuna storage URL (default: SQLite ``out/study.db``).
+        loader_workers: data-loader worker processes of each trial.
+
+    Returns:
+        :class:`visionbench.sweep.runner.SweepResult` (``sweep_dir``, ``summary``: the ``sweep.json`` content).
+
+    Example:
+        >>> result = run_sweep("space.yaml", data="digits", epochs=5, trials=8)  # doctest: +SKIP
+        >>> result.summary["final"]["comparison"]["verdict"]  # doctest: +SKIP
+    """
+    from visionbench.sweep.runner import run_sweep as _run_sweep
+
+    return _run_sweep(space, config_file=config_file, out=out, trials=trials, sampler=sampler, pruner=pruner,
+                      workers=workers, storage=storage, study=study, device=device, loader_workers=loader_workers,
+                      quiet=quiet, **overrides)

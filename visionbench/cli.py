@@ -123,6 +123,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train)
     _add_run_options(train)
 
+    sweep = commands.add_parser(
+        "sweep", help="search hyperparameters with Optuna (selection on validation, test evaluated once)",
+        description="Search the training options of a space file (`lr: {loguniform: [1e-4, 1e-1]}`) with Optuna. "
+                    "Each trial is a run directory in OUT/trials, selected and evaluated on the validation split only; "
+                    "when the search ends, the best configuration and the default are each evaluated on the test "
+                    "split once and compared (paired tests). Running the same command again continues the search. "
+                    "Needs `pip install 'visionbench[sweep]'`.",
+    )
+    sweep.add_argument("--space", required=True, metavar="FILE", help="the search space YAML file")
+    sweep.add_argument("--trials", type=_int_at_least(1), default=None, metavar="N",
+                       help="finished trials that end the search (default: 20; grid: the whole grid)")
+    sweep.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe", help="Optuna sampler (default: tpe)")
+    sweep.add_argument("--pruner", choices=("asha", "median", "none"), default="asha",
+                       help="stop poor trials early on their per-epoch validation value (default: asha)")
+    sweep.add_argument("--workers", type=_int_at_least(1), default=None, metavar="K",
+                       help="trials at once: CPU threads are split between them; on CUDA one per visible GPU (default)")
+    sweep.add_argument("--storage", metavar="URL", help="Optuna storage shared by every worker and machine, e.g. "
+                                                         "postgresql://user@host/db (default: sqlite OUT/study.db)")
+    sweep.add_argument("--study", default="visionbench", metavar="NAME", help="study name in the storage")
+    sweep.add_argument("--config", metavar="FILE", help="YAML file of fixed training options (flags override it)")
+    sweep.add_argument("--out", metavar="DIR", help="sweep directory (default: runs/sweep-<space file stem>)")
+    sweep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    sweep.add_argument("--loader-workers", type=_int_at_least(0), default=None, metavar="N",
+                       help="data-loader worker processes of each trial")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    sweep.add_argument("--json", action="store_true", help="print sweep.json on stdout and nothing else")
+    _add_config_options(sweep)
+
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a trained run, or the predictions file of any tool",
         description="Evaluate the best checkpoint of RUN_DIR on the test split of its data (or --data), or "
@@ -250,6 +278,45 @@ def _run_train(args: argparse.Namespace) -> None:
                            quiet=quiet, **overrides)
     if result_is_main():
         _print_result(result, args.json)
+
+
+def _run_sweep(args: argparse.Namespace) -> None:
+    import json
+
+    from visionbench import api
+
+    overrides = {f.name: getattr(args, f.name) for f in all_option_fields() if getattr(args, f.name) is not None}
+    result = api.run_sweep(args.space, config_file=args.config, out=args.out, trials=args.trials, sampler=args.sampler,
+                           pruner=args.pruner, workers=args.workers, storage=args.storage, study=args.study,
+                           device=args.device, loader_workers=args.loader_workers, quiet=args.quiet or args.json,
+                           **overrides)
+    if args.json:
+        print((result.sweep_dir / "sweep.json").read_text(encoding="utf-8"), end="")
+        return
+    summary = result.summary
+    best, final = summary["best"], summary["final"]
+    states = [t["state"] for t in summary["trials"]]
+    print(f"{len(states)} trials: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
+          f"{states.count('FAIL')} failed")
+    if best is not None:
+        print(f"best trial {best['number']}: {summary['monitor']} {best['value']:.4f} with "
+              f"{json.dumps(best['params'])}")
+    if final is not None:
+        validation, headline = final["validation"], final["headline"]
+        if validation["best"] is not None and validation["default"] is not None:
+            print(f"validation ({summary['monitor']}): best configuration {validation['best']:.4f}, default "
+                  f"{validation['default']:.4f}")
+        best_test, default_test = final["best"]["metrics"][headline], final["default"]["metrics"][headline]
+        print(f"test {headline} (evaluated once each): best configuration {_with_interval(best_test)}, default "
+              f"{_with_interval(default_test)}")
+        print(f"test comparison: {final['comparison']['verdict']}")
+    print(f"sweep directory: {result.sweep_dir} (report.html, sweep.json, trials.csv)")
+
+
+def _with_interval(entry: dict[str, Any]) -> str:
+    """``0.9722 [0.9548, 0.9861]`` of a metrics entry (its value alone when it has no interval)."""
+    ci = entry.get("ci95")
+    return f"{entry['value']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
 
 
 def result_is_main() -> bool:
@@ -404,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["train", *argv]  # `visionbench` alone, or with training flags, means train
     args = parser.parse_args(argv)
-    handlers = {"train": _run_train, "evaluate": _run_evaluate, "quality": _run_quality, "convert": _run_convert, "compare": _run_compare, "list": _run_list,
+    handlers = {"train": _run_train, "sweep": _run_sweep, "evaluate": _run_evaluate, "quality": _run_quality, "convert": _run_convert, "compare": _run_compare, "list": _run_list,
                 "predict": _run_predict}
     from visionbench._extras import MissingExtraError
     from visionbench.engine import NonFiniteLossError

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.test_run_report import assert_self_contained, decoded_pngs, headings, make_run
+from tests.report.page_checks import assert_self_contained, decoded_pngs, headings
+from tests.report.test_run_report import make_run
 from visionbench.report import build_compare_report, compare_report, html
 
 

@@ -3,7 +3,6 @@ without each optional file; always self-contained, escaped, and written atomical
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
@@ -17,6 +16,7 @@ import yaml
 from PIL import Image
 
 import visionbench
+from tests.report.page_checks import assert_self_contained, decoded_pngs, headings
 from visionbench.engine import rundir
 from visionbench.report import build_run_report, html, plots, run_report
 
@@ -28,31 +28,6 @@ HEADINGS = {
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def assert_self_contained(text: str) -> None:
-    """No URL leaves the page: every image is an inline PNG, no script or stylesheet is fetched."""
-    for forbidden in ("http://", "https://", 'src="/', "<script src", "<link", "url("):
-        assert forbidden not in text, forbidden
-    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', text))
-
-
-def decoded_pngs(text: str) -> list[Image.Image]:
-    """Every inline image, decoded (PIL raises if one is not a valid PNG)."""
-    images = []
-    for data in re.findall(r'src="data:image/png;base64,([^"]+)"', text):
-        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
-        image.load()
-        assert image.format == "PNG"
-        images.append(image)
-    return images
-
-
-def headings(text: str) -> list[str]:
-    """The ``<h2>`` titles, unescaped."""
-    import html as stdlib_html
-
-    return [stdlib_html.unescape(h) for h in re.findall(r"<h2>(.*?)</h2>", text)]
 
 
 def synthetic_metrics(classes: list[str], rng: np.random.Generator, *, curves: bool = True) -> dict:

@@ -112,7 +112,7 @@ def evaluate_and_write(
                                 device=runtime.device, dist=runtime.dist, autocast_dtype=autocast_dtype(config.amp, runtime.device))
     report = classification_report(predictions.labels, predictions.preds, predictions.probs, bundle.data.classes,
                                    seed=config.seed)
-    report["split"] = "test"
+    report["split"] = runtime.eval_split
 
     def write(run_dir: Path) -> None:
         ids = [bundle.data.test.ids[i] for i in predictions.indices.tolist()]

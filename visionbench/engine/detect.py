@@ -133,7 +133,7 @@ def evaluate_and_write(
         evaluator.update([p for _, p, _ in outputs], [t for _, _, t in outputs])
     report = detection_metrics(evaluator, dict(enumerate(classes)), category_ids=category_ids(bundle.data),
                                seed=config.seed)
-    report["split"] = "test"
+    report["split"] = runtime.eval_split
     report["score_threshold"] = config.score_threshold
 
     def write(run_dir: Path) -> None:

@@ -160,7 +160,7 @@ def evaluate_and_write(model: nn.Module, config: ClassifyConfig, bundle: DataBun
     if not len(index):
         raise ValueError(f"the test split of {config.data} must hold at least one image; got 0. Raise --test-fraction.")
     report = multilabel_report(probs, targets.long(), classes, threshold=THRESHOLD, seed=config.seed)
-    report["split"] = "test"
+    report["split"] = runtime.eval_split
     report["pr_curve"] = pr_curves(probs, targets, classes)
 
     def write(run_dir: Path) -> None:

@@ -52,7 +52,7 @@ def write_report(run_dir: Path, log: rundir.RunLog) -> None:
 
 def format_metrics(report: dict[str, Any]) -> str:
     """The test metrics as a short human table."""
-    lines = [f"test metrics ({report['num_samples']} samples, 95% bootstrap intervals):"]
+    lines = [f"{report.get('split', 'test')} metrics ({report['num_samples']} samples, 95% bootstrap intervals):"]
     headline = HEADLINES.get("classify_multilabel" if report.get("multilabel") else report.get("task", "classify"))
     names = headline or [k for k, v in report.items() if isinstance(v, dict) and "value" in v and "ci95" in v]
     for name in names:

@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from visionbench.engine.distributed import DistInfo
 
+EVAL_SPLITS = ("test", "val")
+
 
 @dataclass(frozen=True)
 class Runtime:
-    """How to run (not what to compute): device, loader workers, verbosity, process group."""
+    """How to run (not what to compute): device, loader workers, verbosity, process group.
+
+    Attributes:
+        eval_split: the split a finished run's best checkpoint is evaluated on and written as
+            ``metrics.json``: ``"test"`` (``visionbench train``), or ``"val"`` for the trials of a
+            hyperparameter search, which must never see the test split (visionbench/sweep/).
+        on_epoch: called with each epoch's ``history.jsonl`` record once the epoch's checkpoint is
+            written, on every rank (the record is the same on all); an exception it raises stops the
+            run there (a search's pruner ends a trial this way, and the trial can still be resumed).
+    """
 
     device: torch.device
     workers: int | None = None
     quiet: bool = False
     dist: DistInfo = field(default_factory=DistInfo)
+    eval_split: str = "test"
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.eval_split not in EVAL_SPLITS:
+            raise ValueError(f"eval_split must be one of {EVAL_SPLITS}; got {self.eval_split!r}.")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -164,7 +164,7 @@ def evaluate_and_write(
     confusions = per_image_confusions(outputs, len(classes), config.ignore_index)  # once: metrics, npz, worst images
     accumulator = _accumulate(confusions, len(classes), config.ignore_index)
     report = segmentation_metrics(accumulator, classes=classes, seed=config.seed)
-    report["split"] = "test"
+    report["split"] = runtime.eval_split
 
     def write(run_dir: Path) -> None:
         ids = bundle.data.test.ids

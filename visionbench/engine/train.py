@@ -382,6 +382,8 @@ def run_epochs(
             record = epoch_record(progress, trainer, val, time.perf_counter() - started)
             stop = finish_epoch(record, trainer, progress, config, run_dir, dist, writer)
             log(format_record(record, config.epochs))
+            if runtime.on_epoch is not None:  # after the checkpoint: a run it stops can be resumed
+                runtime.on_epoch(record)
             if stop:
                 log(f"early stopping: {config.monitor} did not improve for {config.early_stopping} epochs")
                 break
@@ -471,10 +473,18 @@ def _tensorboard(run_dir: Path, purge_step: int, log: rundir.RunLog) -> Any:
 
 
 def test_best(config: AnyConfig, bundle: DataBundle, run_dir: Path, runtime: Runtime, log: rundir.RunLog) -> dict[str, Any]:
-    """Evaluate ``best.safetensors`` on the test split; rank 0 writes metrics and predictions."""
+    """Evaluate ``best.safetensors`` on the test split (``runtime.eval_split``: the validation
+    split for a search's trials); rank 0 writes metrics and predictions."""
     barrier(runtime.dist)
     model = load_run_model(run_dir / rundir.BEST_WEIGHTS, config, bundle.data, bundle.image_size)
-    return evaluate_and_write(model.to(runtime.device), config, bundle, run_dir, runtime, log)
+    evaluated = bundle if runtime.eval_split == "test" else validation_as_test(bundle)
+    return evaluate_and_write(model.to(runtime.device), config, evaluated, run_dir, runtime, log)
+
+
+def validation_as_test(bundle: DataBundle) -> DataBundle:
+    """``bundle`` whose test split is its validation split, for an evaluation that must not read
+    the test split (the tasks' evaluation code reads ``bundle.test`` and ``bundle.data.test``)."""
+    return dataclasses.replace(bundle, test=bundle.val, data=dataclasses.replace(bundle.data, test=bundle.data.val))
 
 
 def evaluate_and_write(
