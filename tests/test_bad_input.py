@@ -116,3 +116,40 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path: Pat
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     assert all(torch.isfinite(t).all() for t in ckpt.read_weights(out / rundir.BEST_WEIGHTS).values())
     assert len(rundir.read_history(out)) == 1  # the finished epoch's record is kept
+
+
+def test_weights_that_turn_non_finite_are_never_checkpointed(tmp_path: Path, monkeypatch) -> None:
+    """A finite loss can still take a step to NaN/inf weights (here: the weights are poisoned after an
+    optimizer step of epoch 2); no checkpoint may then be written, and the last good one stays."""
+    real_step = engine_train.train_step
+    steps = {"n": 0}
+
+    def step_that_poisons_the_weights(trainer, batch, config, device):  # noqa: ANN001, ANN202
+        result = real_step(trainer, batch, config, device)
+        steps["n"] += 1
+        if steps["n"] == 25:  # epoch 2, step 5 (20 steps per epoch): the step a checkpoint follows
+            with torch.no_grad():
+                next(trainer.core.parameters()).fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(engine_train, "train_step", step_that_poisons_the_weights)
+    out = tmp_path / "run"
+    with pytest.raises(engine_train.NonFiniteLossError, match=r"must have finite weights.*last good checkpoint is kept"):
+        visionbench.train(model="mlp", epochs=3, checkpoint_every=5, out=out, quiet=True, val_fraction=0.1)
+    state = ckpt.load_state(out / rundir.LAST_STATE)
+    assert state["progress"]["global_step"] == 20  # the end of epoch 1: the checkpoint at step 25 was refused
+    for path in (out / rundir.LAST_WEIGHTS, out / rundir.BEST_WEIGHTS):
+        assert not ckpt.non_finite_tensors(ckpt.read_weights(path)), path
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_evaluate_and_predict_refuse_non_finite_weights(tmp_path: Path, capsys) -> None:
+    run = visionbench.train(model="mlp", epochs=1, out=tmp_path / "run", quiet=True).run_dir
+    weights = ckpt.read_weights(run / rundir.BEST_WEIGHTS)
+    next(iter(weights.values())).view(-1)[0] = float("nan")
+    ckpt.save_weights(weights, run / rundir.BEST_WEIGHTS)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "digit.png")
+    for argv in (["evaluate", str(run), "--out", str(tmp_path / "eval")],
+                 ["predict", str(run), str(tmp_path / "digit.png"), "--out", str(tmp_path / "pred")]):
+        code, err = _run_cli(argv, capsys)
+        assert code == 1 and "best.safetensors" in err and "must have finite weights" in err and "retrain" in err

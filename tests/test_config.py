@@ -308,13 +308,13 @@ def test_yaml_that_is_not_a_mapping_names_the_file(tmp_path, text, kind):
 def test_invalid_yaml_names_the_file(tmp_path):
     path = write(tmp_path, "epochs: [1, 2\n")
     message = error_of(path)
-    assert str(path) in message and "not valid YAML" in message
+    assert str(path) in message and "must be valid YAML" in message and "line 2" in message
 
 
 def test_missing_file_names_the_file(tmp_path):
     path = tmp_path / "nowhere" / "config.yaml"
     message = error_of(path)
-    assert str(path) in message and "does not exist" in message
+    assert str(path) in message and "must exist; got no such file" in message
 
 
 @pytest.mark.parametrize(
@@ -461,3 +461,29 @@ def test_a_box_loss_for_a_model_with_its_own_loss_is_refused(tmp_path):
 
 def test_box_loss_is_an_option_of_detection_only():
     assert "does not apply to task 'classify'" in error_of(box_loss="giou")
+
+
+@pytest.mark.parametrize("text, refused", [
+    ("a: &x [1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &y [*x, *x, *x, *x, *x, *x, *x, *x, *x]\nc: [*y, *y, *y, *y, *y, *y]\n",
+     "anchor or alias"),
+    ("epochs: 3\nepochs: 5\n", "the key 'epochs' a second time"),
+])
+def test_aliases_and_repeated_keys_are_refused_before_they_expand(tmp_path, text, refused):
+    """A 'billion laughs' config (a 399-byte one built a 522 MB error message at 2.4 GB) and a key
+    given twice (PyYAML keeps the last silently) are refused, naming the file and the line."""
+    path = write(tmp_path, text)
+    message = error_of(path)
+    assert str(path) in message and refused in message and "line " in message and len(message) < 500
+
+
+def test_an_oversized_config_is_refused_before_parsing(tmp_path):
+    path = write(tmp_path, "epochs: 3\n" + "#" * (1 << 20) + "\n")
+    message = error_of(path)
+    assert str(path) in message and "at most 1048576 bytes" in message
+
+
+def test_a_config_that_is_a_directory_or_not_utf8_names_the_file(tmp_path):
+    assert "must be a file; got a directory" in error_of(tmp_path)
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("model: caf\xe9\n".encode("latin-1"))
+    assert str(path) in error_of(path) and "must be UTF-8" in error_of(path)

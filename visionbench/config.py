@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from visionbench.strict_yaml import dump_yaml, read_yaml_file
 
 TASKS = ("classify", "detect", "segment")
 
@@ -373,14 +373,11 @@ def merge(config: AnyConfig, overrides: dict[str, Any], source: str) -> AnyConfi
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load`` (no object construction)."""
+    """Read a YAML mapping of options (``--config``, a run's ``config.yaml``) safely and strictly:
+    at most 1 MiB, no object construction, no anchors/aliases (an alias bomb expands a few hundred
+    bytes to gigabytes), no repeated keys (:func:`visionbench.strict_yaml.read_yaml_file`)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"config file {str(path)!r} does not exist.") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    data = read_yaml_file(path, "the config file", hint="A config file is one `option: value` line per option.")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -412,4 +409,4 @@ def resolve(config_file: str | Path | None = None, overrides: dict[str, Any] | N
 
 def save_yaml(config: AnyConfig, path: Path) -> None:
     """Write the resolved configuration as YAML, in field order."""
-    path.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    path.write_text(dump_yaml(dataclasses.asdict(config)))

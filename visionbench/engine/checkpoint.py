@@ -49,6 +49,28 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``state_dict`` holding NaN or ±inf (empty: all finite)."""
+    return [name for name, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def check_finite_weights(state_dict: dict[str, torch.Tensor], source: str, fix: str) -> None:
+    """Raise :class:`~visionbench.engine.NonFiniteLossError` when a weight is NaN or ±inf: such a file
+    would predict nothing but NaN, and written over a good checkpoint it would lose the run.
+
+    Args:
+        source: what the weights are (a file, or "the model after epoch 3"), for the message.
+        fix: what the user should do, for the message.
+    """
+    from visionbench.engine import NonFiniteLossError
+
+    bad = non_finite_tensors(state_dict)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise NonFiniteLossError(f"{source} must have finite weights; {len(bad)} tensor(s) hold NaN or inf ({shown}). "
+                                 f"{fix}")
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a ``.pt``/``.pth`` file (weights only, never code).
 

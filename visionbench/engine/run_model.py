@@ -62,6 +62,9 @@ def load_run_model(weights: Path, config: Any, data: Any, image_size: tuple[int,
     ``num_classes`` and ``in_channels``) with the run's ``weights`` loaded, in eval mode."""
     model = build_model(architecture_only(config), data, image_size)
     state = ckpt.read_weights(weights)
+    ckpt.check_finite_weights(state, f"weights file {str(weights)!r}",
+                              "The run diverged when they were saved: retrain it (lower --lr or set --clip-grad-norm), "
+                              "or use an earlier checkpoint.")
     # Old runs may hold an older network of the same model name (cnn-small above 32 px, issue 12).
     model = model_for_weights(config.model, model, state, num_classes=data.num_classes, in_channels=data.in_channels)
     ckpt.load_weights_into(model, state, str(weights))

@@ -129,8 +129,21 @@ def save_checkpoint(run_dir: Path, trainer: Trainer, progress: Progress, config:
     """Write ``last.safetensors`` and ``last.state.pt`` (rank 0 only), each atomically."""
     if not dist.is_main:
         return
-    ckpt.save_weights(evaluated_weights(trainer), run_dir / rundir.LAST_WEIGHTS)
+    weights = evaluated_weights(trainer)
+    check_trained_weights(trainer, progress, run_dir)  # a checkpoint is written only if every tensor is finite
+    ckpt.save_weights(weights, run_dir / rundir.LAST_WEIGHTS)
     ckpt.save_state(state_dict(trainer, progress, config), run_dir / rundir.LAST_STATE)
+
+
+def check_trained_weights(trainer: Trainer, progress: Progress, run_dir: Path) -> None:
+    """Refuse to checkpoint weights that became NaN or inf (a finite loss can still take a step too
+    large, e.g. with a huge --lr): training stops and the last good checkpoint stays in place."""
+    where = f"the model at epoch {progress.epoch + (0 if progress.step_in_epoch == 0 else 1)}, step {progress.global_step}"
+    fix = (f"Training stopped without writing it; the last good checkpoint is kept in {run_dir / rundir.CHECKPOINTS}. "
+           "Lower --lr, set --clip-grad-norm, or check the data for NaN/inf values.")
+    ckpt.check_finite_weights(trainer.core.state_dict(), where, fix)
+    if trainer.ema is not None:
+        ckpt.check_finite_weights(trainer.ema.shadow, f"the EMA of {where}", fix)
 
 
 def evaluated_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -419,6 +432,7 @@ def finish_epoch(
     dist: DistInfo, writer: Any,
 ) -> bool:
     """Record the epoch, keep the best weights, checkpoint; return whether to stop early."""
+    check_trained_weights(trainer, progress, run_dir)  # before anything of this epoch is written
     validated = record.get("validated", True)  # False on epochs --val-every skips: they neither win nor lose
     value = record.get(config.monitor, math.nan)
     has_val = value == value  # NaN without a validation split: every epoch counts as the best

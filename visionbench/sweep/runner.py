@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm import tqdm
 
 from visionbench import config as cfg
+from visionbench.strict_yaml import read_yaml_file
 from visionbench.sweep import study as sweep_study
 from visionbench.sweep.settings import (
     DEFAULT_TRIALS,
@@ -85,7 +85,7 @@ def make_settings(space_file: str | Path, sweep_dir: Path, *, config_file: str |
     if sampler == "grid":
         size = grid_size(space, source=str(space_file))
         trials = size if trials is None else min(trials, size)
-    raw = yaml.safe_load(Path(space_file).read_text(encoding="utf-8"))  # already checked by read_space
+    raw = read_yaml_file(Path(space_file), "the space file")  # already checked by read_space
     settings = SweepSettings(
         task=base.task, fixed=fixed, space=raw, trials=trials or DEFAULT_TRIALS, sampler=sampler, pruner=pruner,
         seed=base.seed, storage=storage or default_storage(sweep_dir), study=study, monitor=base.monitor,

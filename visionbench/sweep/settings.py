@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from visionbench import config as cfg
+from visionbench.strict_yaml import dump_yaml, read_yaml_file
 
 SETTINGS_FILE = "sweep.yaml"
 SAMPLERS = ("tpe", "random", "grid")
@@ -84,7 +83,7 @@ def save_settings(settings: SweepSettings, sweep_dir: Path) -> None:
     """Write ``sweep.yaml`` atomically."""
     path = sweep_dir / SETTINGS_FILE
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(dataclasses.asdict(settings), sort_keys=False), encoding="utf-8")
+    tmp.write_text(dump_yaml(dataclasses.asdict(settings)), encoding="utf-8")
     tmp.replace(path)
 
 
@@ -93,11 +92,7 @@ def load_settings(sweep_dir: Path) -> SweepSettings | None:
     path = sweep_dir / SETTINGS_FILE
     if not path.is_file():
         return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{str(path)!r} must be the sweep.yaml a sweep wrote; it cannot be read ({error}). "
-                         "Restore it or start a new sweep with another --out.") from None
+    data = read_yaml_file(path, "the sweep's settings (sweep.yaml)")
     known = {f.name for f in dataclasses.fields(SweepSettings)}
     if not isinstance(data, dict) or not {"task", "fixed", "space", "trials"} <= set(data) or set(data) - known:
         raise ValueError(f"{str(path)!r} must be the sweep.yaml a sweep wrote; it holds something else. Restore it or "

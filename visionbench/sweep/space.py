@@ -54,9 +54,8 @@ from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from visionbench import config as cfg
+from visionbench.strict_yaml import read_yaml_file
 
 KINDS = ("choice", "uniform", "loguniform", "int")
 # the keys each kind takes beside its own
@@ -164,35 +163,6 @@ def _error(source: str, key: str, must: str, got: str, fix: str) -> ValueError:
 # --------------------------------------------------------------------------------------------- reading
 
 
-class _RefusedYAML(Exception):
-    """A construct the space loader refuses (anchors, aliases, repeated keys), with its place."""
-
-    def __init__(self, what: str, mark: Any) -> None:
-        super().__init__(what)
-        self.what, self.mark = what, mark
-
-
-class _SpaceLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, refusing anchors and aliases (a few aliased lines can expand to
-    gigabytes) and repeated keys (PyYAML would keep the last one silently)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _RefusedYAML("an anchor or alias (&name / *name)", event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise _RefusedYAML(f"the key {key!r} a second time", key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
 def read_space(path: str | Path, task: str, *, base: cfg.AnyConfig | None = None) -> dict[str, Param]:
     """Read a space file (YAML, at most :data:`MAX_SPACE_BYTES`) and check it with :func:`parse_space`.
 
@@ -222,36 +192,10 @@ def read_space(path: str | Path, task: str, *, base: cfg.AnyConfig | None = None
 
 
 def _load_yaml(path: Path, source: str) -> Any:
-    """The parsed YAML of ``path``, every failure a ValueError naming the file."""
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_SPACE_BYTES + 1)  # never more, whatever the file's size
-    except FileNotFoundError:
-        raise ValueError(f"{source}: the space file must exist; got no such file. Check the path (relative paths "
-                         "start in the current directory).") from None
-    except IsADirectoryError:
-        raise ValueError(f"{source}: the space file must be a file; got a directory. Give the YAML file in it.") from None
-    except OSError as error:
-        raise ValueError(f"{source}: the space file must be readable; got {error.strerror or error}. "
-                         "Check its permissions.") from None
-    if len(raw) > MAX_SPACE_BYTES:
-        raise ValueError(f"{source}: the space file must be at most {MAX_SPACE_BYTES} bytes; got more. A space is "
-                         "one line per swept option: check that this is the right file.")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{source}: the space file must be UTF-8 text; got byte {raw[error.start]:#04x} at offset "
-                         f"{error.start}. Save it as UTF-8.") from None
-    try:
-        return yaml.load(text, Loader=_SpaceLoader)  # noqa: S506 - a SafeLoader subclass: safe_load, stricter
-    except _RefusedYAML as refused:
-        raise ValueError(f"{source}: the space file must not use {refused.what}; got it at line "
-                         f"{refused.mark.line + 1}. Write each value out.") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{source}: the space file must be valid YAML; got {error}. Fix the YAML syntax.") from None
-    except RecursionError:
-        raise ValueError(f"{source}: the space file must be a flat mapping; got values nested too deeply. "
-                         "Write one `option: {kind: [...]}` line per option.") from None
+    """The parsed YAML of ``path``, every failure a ValueError naming the file (:mod:`visionbench.strict_yaml`)."""
+    return read_yaml_file(path, "the space file", max_bytes=MAX_SPACE_BYTES,
+                          hint="A space is one `option: {kind: [...]}` line per swept option: check that this is "
+                               "the right file.")
 
 
 # --------------------------------------------------------------------------------------------- parsing
