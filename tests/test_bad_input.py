@@ -153,3 +153,30 @@ def test_evaluate_and_predict_refuse_non_finite_weights(tmp_path: Path, capsys) 
                  ["predict", str(run), str(tmp_path / "digit.png"), "--out", str(tmp_path / "pred")]):
         code, err = _run_cli(argv, capsys)
         assert code == 1 and "best.safetensors" in err and "must have finite weights" in err and "retrain" in err
+
+
+def test_an_empty_split_is_refused_before_the_first_step(tmp_path: Path, capsys) -> None:
+    """One image per class leaves val and test empty; the run used to train to the end and then fail
+    with an IndexError, writing no metrics."""
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "data" / name / "x.png")
+    code, err = _run_cli(["train", "--data", f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / "run"), "--quiet"],
+                         capsys)
+    assert code == 2 and "the val split of --data folder:" in err and "2 train / 0 val / 0 test" in err
+    assert not (tmp_path / "run" / rundir.CHECKPOINTS).exists()
+
+
+def test_a_training_split_of_one_class_is_refused() -> None:
+    from types import SimpleNamespace
+
+    class Split(list):
+        def targets(self) -> torch.Tensor:
+            return torch.tensor([label for _, label in self])
+
+    data = SimpleNamespace(train=Split([(None, 1)] * 4), val=Split([(None, 0)]), test=Split([(None, 1)]),
+                           classes=["cat", "dog"])
+    config = SimpleNamespace(task="classify", data="folder:pets", multilabel=False)
+    with pytest.raises(ValueError, match=r"at least 2 classes to train a classifier; got only \['dog'\]"):
+        engine_train.check_splits(data, config, "test")
+    engine_train.check_splits(SimpleNamespace(**{**vars(data), "train": Split([(None, 0), (None, 1)])}), config, "test")

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from visionbench import config as cfg
 from visionbench.config import (
@@ -487,3 +488,28 @@ def test_a_config_that_is_a_directory_or_not_utf8_names_the_file(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("model: caf\xe9\n".encode("latin-1"))
     assert str(path) in error_of(path) and "must be UTF-8" in error_of(path)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lr_gamma": -1.0}, "lr_gamma must be in (0, 1]"),
+    ({"lr_gamma": 0.0}, "lr_gamma must be in (0, 1]"),
+    ({"lr_step_epochs": -2}, "lr_step_epochs must be >= 1"),
+    ({"lr": 1e308}, "lr must be <= 100"),
+    ({"lr": float("inf")}, "lr must be a finite number"),
+    ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),
+    ({"momentum": float("-inf")}, "momentum must be a finite number"),
+])
+def test_out_of_range_numbers_are_refused_before_training(overrides, message):
+    """A negative gamma trained with a negative LR, lr_step_epochs -2 drove it to 3e-23 and --lr 1e308
+    gave a traceback (issue 18): every number is checked for its range and finiteness."""
+    assert message in error_of(**overrides)
+
+
+def test_an_unavailable_device_is_a_clear_error():
+    from visionbench.engine.runtime import resolve_device
+
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="MPS backend is not available"):
+            resolve_device("mps")
+    with pytest.raises(ValueError, match="CUDA is not available|GPUs visible here"):
+        resolve_device("cuda:99")

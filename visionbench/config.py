@@ -258,6 +258,9 @@ def _coerce(name: str, value: Any, annotation: str, source: str) -> Any:
     raise ValueError(f"{name} must be {base}; got {value!r} in {source}.")
 
 
+MAX_LR = 100.0  # the largest --lr accepted
+
+
 def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
     """Check every value's type, choices and range; return ``config`` unchanged if valid."""
     for f in config_fields(type(config)):
@@ -267,11 +270,18 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
             close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=3)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ValueError(f"{f.name} must be one of {list(choices)}; got {value!r} in {source}.{hint}")
+    for f in config_fields(type(config)):  # NaN or inf in any number: a traceback or a silent divergence later
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number; got {value!r} in {source}.")
     positive = ("epochs", "batch_size", "eval_batch_size", "lr")
     for name in positive:
         if getattr(config, name) is not None and getattr(config, name) <= 0:  # batch_size None: settled by the run
             raise ValueError(f"{name} must be > 0; got {getattr(config, name)!r} in {source}.")
     checks = [
+        ("lr", config.lr <= MAX_LR, f"<= {MAX_LR:g} (larger steps diverge with every optimizer here)"),
+        ("lr_gamma", 0 < config.lr_gamma <= 1, "in (0, 1] (the step schedule multiplies the lr by it)"),
+        ("lr_step_epochs", config.lr_step_epochs >= 1, ">= 1 (epochs between lr drops of the step schedule)"),
         ("label_smoothing", 0 <= getattr(config, "label_smoothing", 0) < 1, "in [0, 1)"),
         ("random_erase", 0 <= getattr(config, "random_erase", 0) <= 1, "in [0, 1]"),
         ("mixup", getattr(config, "mixup", 0) >= 0, ">= 0 (0: off; typical 0.2)"),

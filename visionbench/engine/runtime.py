@@ -48,8 +48,15 @@ def resolve_device(name: str) -> torch.device:
             raise ValueError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu or auto.")
         if name == "cuda":
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        index = name.partition(":")[2]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device must be cuda or cuda:N with N < {torch.cuda.device_count()} (the GPUs visible "
+                             f"here); got {name!r}.")
     if name not in ("cpu", "mps") and not name.startswith("cuda"):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}.")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' was asked for but Apple's MPS backend is not available here; use --device cpu "
+                         "or auto.")
     return torch.device(name)
 
 

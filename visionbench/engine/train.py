@@ -263,6 +263,7 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     size = f"{bundle.image_size[0]}x{bundle.image_size[1]}" if bundle.image_size else "HxW as stored"
     log(f"data {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{data.num_classes} classes, input {data.in_channels}x{size}, augment={bundle.augment}")
+    check_splits(data, config, runtime.eval_split)  # before the first step, not after the whole run
     config = with_batch_size(config, len(bundle.train), dist.world_size, log)
     hint = initial_weights.small_dataset_hint(config, len(data.train))
     if hint:
@@ -285,6 +286,29 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     if not progress.finished:
         run_epochs(trainer, bundle, config, runtime, progress, run_dir, log)
     return test_best(config, bundle, run_dir, runtime, log), config
+
+
+def check_splits(data: Any, config: AnyConfig, eval_split: str) -> None:
+    """Refuse data the run cannot use to the end: an empty train, validation or evaluated split
+    (found today only after training, as an error with nothing written), or a classification
+    training split of a single class.
+
+    Raises:
+        ValueError: naming the dataset, the split sizes and what to change.
+    """
+    sizes = {name: len(getattr(data, name)) for name in ("train", "val", "test")}
+    counts = f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test"
+    for name in dict.fromkeys(("train", "val", eval_split)):
+        if sizes[name] == 0:
+            raise ValueError(f"the {name} split of --data {config.data} must hold at least one sample; got none "
+                             f"({counts}). Add data, or change --val-fraction / --test-fraction (a class with a single "
+                             "image cannot reach every split).")
+    if config.task == "classify" and not getattr(config, "multilabel", False) and hasattr(data.train, "targets"):
+        present = sorted({int(t) for t in data.train.targets().tolist()})
+        if len(present) < 2:
+            names = [data.classes[i] for i in present]
+            raise ValueError(f"the training split of --data {config.data} must hold at least 2 classes to train a "
+                             f"classifier; got only {names} ({counts}). Add images of the other classes.")
 
 
 def with_batch_size(config: AnyConfig, train_samples: int, world_size: int, log: rundir.RunLog) -> AnyConfig:
