@@ -104,6 +104,7 @@ def train(
         >>> result.metrics["AP50"]["value"]  # doctest: +SKIP
     """
     from visionbench.engine.distributed import shutdown_distributed
+    from visionbench.engine.interrupt import TrainingInterrupted
     from visionbench.engine.threads import apply_threads, restore_threads
     from visionbench.engine.train import fit
 
@@ -128,9 +129,10 @@ def train(
         try:
             metrics, config = fit(config, run_dir, runtime, resume=resume is not None,
                                   extend=resume is not None and bool(overrides))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as error:
             if runtime.dist.is_main:
-                print(f"\ninterrupted; continue with: visionbench train --resume {run_dir}", file=sys.stderr)
+                saved = f" ({error})" if isinstance(error, TrainingInterrupted) else ""
+                print(f"\ninterrupted{saved}; continue with: visionbench train --resume {run_dir}", file=sys.stderr)
             raise
         except Exception as error:
             if runtime.dist.is_main:  # the log says why the run stopped, next to what it did

@@ -124,3 +124,33 @@ def test_resume_with_randaugment_erasing_mixup_and_cutmix_is_bitwise_equal(tmp_p
         assert torch.equal(expected[key], actual[key]), f"{key} differs after resume"
     assert _history_without_timing(reference) == _history_without_timing(interrupted)
     assert (reference / rundir.PREDICTIONS).read_text() == (interrupted / rundir.PREDICTIONS).read_text()
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_checkpoints_the_current_step_and_resume_is_bitwise_equal(
+        tmp_path: Path, signal_number: int) -> None:
+    """Ctrl-C (SIGINT) or torchrun's SIGTERM used to exit without a checkpoint, losing up to an epoch:
+    now the step in progress finishes, a checkpoint of exactly that step is written, the process exits
+    130 with the resume hint, and the resumed run ends bitwise equal to an uninterrupted one."""
+    args = [a for a in TRAIN_ARGS if a not in ("--checkpoint-every", "7")]  # only the signal may write mid-epoch
+    reference, stopped = tmp_path / "reference", tmp_path / "stopped"
+    reference_process = start_visionbench(*args, "--out", str(reference))
+    process = start_visionbench(*args, "--out", str(stopped))
+    deadline = time.monotonic() + 240
+    while not (stopped / rundir.HISTORY).exists():  # the first epoch is done: the signal lands in the second
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    time.sleep(0.05)
+    process.send_signal(signal_number)
+    _, err = process.communicate(timeout=120)
+    finish(reference_process)
+    assert process.returncode == 130, err
+    assert "a checkpoint of that step is in" in err or "its checkpoint is in" in err, err
+    assert f"visionbench train --resume {stopped}" in err
+    progress = _progress(stopped)
+    history = rundir.read_history(stopped)
+    assert progress["global_step"] > history[-1]["step"] or progress["epoch"] == len(history)  # nothing lost
+    assert not (stopped / rundir.METRICS).exists()
+    finish(start_visionbench("train", "--resume", str(stopped), "--quiet"))
+    assert_same_checkpoints(reference, stopped)
+    assert _history_without_timing(reference) == _history_without_timing(stopped)

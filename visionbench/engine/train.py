@@ -30,6 +30,7 @@ from visionbench.engine.batches import loader_batches
 from visionbench.engine.determinism import capture_rng_state, restore_rng_state, seed_everything
 from visionbench.engine.distributed import DistInfo, barrier
 from visionbench.engine.inference_spec import inference_spec, write_inference_spec
+from visionbench.engine.interrupt import StopRequest, TrainingInterrupted
 from visionbench.engine.loaders import DataBundle, eval_loader, train_loader
 from visionbench.engine.multilabel import with_multilabel
 from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn, scale_backbone_lr
@@ -178,9 +179,10 @@ def train_step(trainer: Trainer, batch: Any, config: AnyConfig, device: torch.de
 
 def train_epoch(
     trainer: Trainer, bundle: DataBundle, config: AnyConfig, runtime: Runtime, progress: Progress,
-    run_dir: Path, bar: tqdm,
+    run_dir: Path, bar: tqdm, stop: StopRequest | None = None,
 ) -> None:
-    """The rest of epoch ``progress.epoch``, checkpointing every ``config.checkpoint_every`` steps."""
+    """The rest of epoch ``progress.epoch``, checkpointing every ``config.checkpoint_every`` steps,
+    and after the current step when ``stop`` has a signal (then raises :class:`TrainingInterrupted`)."""
     loader = train_loader(bundle, config, runtime, epoch=progress.epoch, start_batch=progress.step_in_epoch,
                           sample_weights=trainer.sample_weights)
     trainer.model.train()
@@ -205,6 +207,11 @@ def train_epoch(
                 bar.set_postfix(loss=f"{progress.loss_sum / progress.loss_count:.4f}", refresh=False)
             if config.checkpoint_every and progress.global_step % config.checkpoint_every == 0:
                 save_checkpoint(run_dir, trainer, progress, config, runtime.dist)
+            if stop is not None and stop.signal is not None:
+                save_checkpoint(run_dir, trainer, progress, config, runtime.dist)
+                raise TrainingInterrupted(f"{stop.name}: stopped after epoch {progress.epoch + 1}, step "
+                                          f"{progress.step_in_epoch}; a checkpoint of that step is in "
+                                          f"{run_dir / rundir.CHECKPOINTS}")
 
 
 def _eval_model(trainer: Trainer, config: AnyConfig, bundle: DataBundle) -> nn.Module:
@@ -410,22 +417,26 @@ def run_epochs(
     steps = EpochBatchSampler.batches_per_epoch(len(bundle.train), config.batch_size, dist.world_size)
     show_bar = dist.is_main and not runtime.quiet and sys.stderr.isatty()
     try:
-        while progress.epoch < config.epochs:
-            started = time.perf_counter()
-            with tqdm(total=steps, initial=progress.step_in_epoch, desc=f"epoch {progress.epoch + 1}/{config.epochs}",
-                      disable=not show_bar, leave=False, file=sys.stderr, dynamic_ncols=True) as bar:
-                train_epoch(trainer, bundle, config, runtime, progress, run_dir, bar)
-            val = validate_epoch(trainer, config, bundle, val_loader, runtime, progress)
-            record = epoch_record(progress, trainer, val, time.perf_counter() - started)
-            stop = finish_epoch(record, trainer, progress, config, run_dir, dist, writer)
-            log(format_record(record, config.epochs))
-            if runtime.on_epoch is not None:  # after the checkpoint: a run it stops can be resumed
-                runtime.on_epoch(record)
-            if stop:
-                log(f"early stopping: {config.monitor} did not improve for {config.early_stopping} epochs")
-                break
-        progress.finished = True
-        save_checkpoint(run_dir, trainer, progress, config, dist)
+        with StopRequest() as stop:  # Ctrl-C / SIGTERM: checkpoint after the current step, then stop
+            while progress.epoch < config.epochs:
+                started = time.perf_counter()
+                with tqdm(total=steps, initial=progress.step_in_epoch, desc=f"epoch {progress.epoch + 1}/{config.epochs}",
+                          disable=not show_bar, leave=False, file=sys.stderr, dynamic_ncols=True) as bar:
+                    train_epoch(trainer, bundle, config, runtime, progress, run_dir, bar, stop)
+                val = validate_epoch(trainer, config, bundle, val_loader, runtime, progress)
+                record = epoch_record(progress, trainer, val, time.perf_counter() - started)
+                early_stop = finish_epoch(record, trainer, progress, config, run_dir, dist, writer)
+                log(format_record(record, config.epochs))
+                if stop.signal is not None:  # it came during validation: the epoch's checkpoint is written
+                    raise TrainingInterrupted(f"{stop.name}: stopped after epoch {progress.epoch}; its checkpoint is "
+                                              f"in {run_dir / rundir.CHECKPOINTS}")
+                if runtime.on_epoch is not None:  # after the checkpoint: a run it stops can be resumed
+                    runtime.on_epoch(record)
+                if early_stop:
+                    log(f"early stopping: {config.monitor} did not improve for {config.early_stopping} epochs")
+                    break
+            progress.finished = True
+            save_checkpoint(run_dir, trainer, progress, config, dist)
     finally:
         if writer is not None:
             writer.close()
