@@ -188,3 +188,40 @@ def test_dataset_pickles_for_loader_workers(tmp_path: Path) -> None:
     dataset = load(make_tree(tmp_path, per_class=2), val_fraction=0.0, test_fraction=0.0).train
     copy = pickle.loads(pickle.dumps(dataset))
     assert copy.ids == dataset.ids and torch.equal(copy[0][0], dataset[0][0])
+
+
+def _png(path: Path, value: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+
+
+def _folder_with_classes(root: Path, per_class: int = 3) -> Path:
+    for name in ("a", "b"):
+        for i in range(per_class):
+            _png(root / name / f"{i}.png", 40 * i)
+    return root
+
+
+def test_a_symlink_loop_reads_each_image_once_with_a_warning(tmp_path: Path) -> None:
+    """os.walk(followlinks=True) once turned 30 images into 1,230 through a loop."""
+    root = _folder_with_classes(tmp_path / "data")
+    (root / "a" / "loop").symlink_to(root / "a", target_is_directory=True)
+    with pytest.warns(UserWarning, match="reached again through symbolic links"):
+        data = load_folder(root, seed=0, val_fraction=0.0, test_fraction=0.0)
+    assert sorted(data.train.ids) == ["a/0.png", "a/1.png", "a/2.png", "b/0.png", "b/1.png", "b/2.png"]
+
+
+def test_a_file_linked_into_another_class_is_refused(tmp_path: Path) -> None:
+    root = _folder_with_classes(tmp_path / "data")
+    (root / "a" / "from_b").symlink_to(root / "b", target_is_directory=True)
+    with pytest.raises(ValueError, match=r"each image must appear once.*'a/from_b/0.png' and 'b/0.png'.*two labels"):
+        load_folder(root, seed=0, val_fraction=0.0, test_fraction=0.0)
+
+
+def test_a_file_linked_into_two_splits_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for split in ("train", "test"):
+        _folder_with_classes(root / split)
+    (root / "test" / "a" / "leak.png").symlink_to(root / "train" / "a" / "0.png")
+    with pytest.raises(ValueError, match=r"'train/a/0.png' and 'test/a/leak.png'.*two splits"):
+        load_folder(root, seed=0, val_fraction=0.0, test_fraction=0.0)

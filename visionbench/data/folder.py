@@ -15,6 +15,7 @@ Images are found recursively under each class folder by extension (torchvision's
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -125,6 +126,7 @@ def load_folder(
         _refuse_split_without_train(root)
         classes = _class_names(root)
         given = {"train": _scan(root, root, classes)}
+    _refuse_files_seen_twice(given, root)
     splits = _split_off(given, {"val": val_fraction, "test": test_fraction}, seed)
     if not len(splits["train"]):
         raise ValueError(
@@ -193,17 +195,43 @@ def _scan(directory: Path, root: Path, classes: list[str]) -> ImageFileDataset:
 
 
 def _image_files(class_dir: Path) -> list[Path]:
-    """Image files under ``class_dir`` (recursive, hidden entries skipped), sorted by path."""
-    files = []
+    """Image files under ``class_dir`` (recursive, following folder links, hidden entries skipped),
+    sorted by path. A folder reached a second time through links (a loop, or two links to one
+    folder) is skipped with a warning: a loop once turned 30 images into 1,230."""
+    files, visited, again = [], set(), []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:
+            dirnames[:] = []
+            again.append(dirpath)
+            continue
+        visited.add(real)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         files += [Path(dirpath, f) for f in filenames if not f.startswith(".") and f.lower().endswith(IMG_EXTENSIONS)]
+    if again:
+        warnings.warn(f"{class_dir}: skipped {len(again)} folder(s) reached again through symbolic links (a link "
+                      f"loop or a second link to one folder), e.g. {again[0]}; each image is read once.", stacklevel=2)
     if not files:
         raise ValueError(
             f"class folder must contain at least one image ({', '.join(IMG_EXTENSIONS)}); got none "
             f"in {class_dir}. Add images to it or remove the folder."
         )
     return sorted(files)
+
+
+def _refuse_files_seen_twice(given: dict[str, ImageFileDataset], root: Path) -> None:
+    """Refuse one image file reached by two paths (links): in two classes it would carry two labels,
+    in two splits it would be trained on and tested on."""
+    first: dict[str, str] = {}
+    for dataset in given.values():
+        for path, image_id in zip(dataset.paths, dataset.ids, strict=True):
+            real = os.path.realpath(path)
+            if real in first:
+                raise ValueError(
+                    f"each image must appear once in image folder {root}; got {first[real]!r} and {image_id!r}, which "
+                    f"are the same file {real!r} (through a symbolic link). It would get two labels or sit in two "
+                    "splits: remove one of the links.")
+            first[real] = image_id
 
 
 def _split_off(
