@@ -617,3 +617,56 @@ def test_random_boxes_round_trip_within_each_format_precision(tmp_path: Path) ->
             limit = atol if atol is not None else 7.5e-7 * max(original.width, original.height) + 1e-9
             assert np.abs(back.boxes - original.boxes).max() <= limit
     assert yolo.num_clamped == voc.num_clamped == 0
+
+
+# ------------------------------------------------------------------ file names from content stay inside --out
+
+
+def _coco_with_file_name(root: Path, file_name: str) -> Path:
+    """A one-image COCO file whose image's ``file_name`` is ``file_name`` (the image exists under root)."""
+    from tests.engine.task_files import write_coco_shapes
+
+    annotations = write_coco_shapes(root, count=1, size=32)
+    data = json.loads(annotations.read_text())
+    target = (root / "images" / file_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():  # the reader must find the image: put it where the hostile name points
+        (root / "images" / data["images"][0]["file_name"]).replace(target)
+    data["images"][0]["file_name"] = file_name
+    annotations.write_text(json.dumps(data))
+    return annotations
+
+
+@pytest.mark.parametrize("to", ["voc", "yolo"])
+@pytest.mark.parametrize("images", ["copy", "symlink"])
+def test_convert_refuses_file_names_that_leave_the_output(tmp_path: Path, to: str, images: str) -> None:
+    """A '../' in a COCO file_name overwrote a file outside --out; with --images symlink it deleted one
+    and put a link in its place (issue 18)."""
+    import visionbench
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    annotations = _coco_with_file_name(tmp_path / "coco", "sub/../../../victim.txt")
+    before = sorted(p for p in tmp_path.rglob("*") if "out" not in p.parts)
+    with pytest.raises(ValueError, match=r"image 1 \('sub/\.\./\.\./\.\./victim\.txt'\).*relative path inside"):
+        visionbench.convert(f"coco:{annotations}", to, tmp_path / "out", images=images)
+    assert victim.read_text() == "keep me" and not victim.is_symlink()
+    assert sorted(p for p in tmp_path.rglob("*") if "out" not in p.parts) == before
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "C:\\\\Windows\\\\x.png", "", "a/../../b.png"])
+def test_inside_refuses_absolute_empty_and_parent_names(tmp_path: Path, name: str) -> None:
+    from visionbench.data.safe_paths import inside
+
+    with pytest.raises(ValueError, match="record 7"):
+        inside(tmp_path, name, "record 7")
+
+
+def test_inside_refuses_a_link_out_of_the_root(tmp_path: Path) -> None:
+    from visionbench.data.safe_paths import inside
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "escape").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(ValueError, match="leads outside"):
+        inside(tmp_path / "out", "escape/x.png", "image 3")
+    assert inside(tmp_path / "out", "a/b.png", "image 3") == tmp_path / "out" / "a" / "b.png"

@@ -29,6 +29,7 @@ from visionbench.data._detection_records import (
     _unique_names,
 )
 from visionbench.data._detection_yolo import _read_yaml
+from visionbench.data.safe_paths import inside
 
 ImageMode = Literal["copy", "symlink", "none"]
 COCO_GT_DECIMALS = 6
@@ -43,6 +44,11 @@ def _as_annotations(data: DetectionDataset | DetectionAnnotations) -> DetectionA
         return data.annotations()
     raise TypeError(f"data must be a detection dataset or DetectionAnnotations; got {type(data).__name__}. Read it with "
                     "CocoDetection/VocDetection/YoloDetection first.")
+
+
+def _record_name(record: DetectionRecord) -> str:
+    """How an error names a record: its image id and file name."""
+    return f"image {record.image_id} ({record.file_name!r})"
 
 
 def _place_image(src: str, dst: Path, images: ImageMode) -> None:
@@ -220,10 +226,12 @@ def write_voc(data: DetectionDataset | DetectionAnnotations, root: str | os.Path
     ids = [_voc_id(r.file_name) for r in ann.records]
     _unique_names(ids, f"the image ids written to {out}")
     _check_classes_file(out / "classes.txt", ann.classes)
+    split_file = inside(out / "ImageSets" / "Main", f"{split}.txt", "--split")
     for name, record in zip(ids, ann.records, strict=True):
-        _write_text(out / "Annotations" / f"{name}.xml", _voc_xml(record, ann.classes))
-        _place_image(record.path, out / "JPEGImages" / record.file_name, images)
-    _write_text(out / "ImageSets" / "Main" / f"{split}.txt", "".join(f"{n}\n" for n in ids))
+        what = _record_name(record)
+        _write_text(inside(out / "Annotations", f"{name}.xml", what), _voc_xml(record, ann.classes))
+        _place_image(record.path, inside(out / "JPEGImages", record.file_name, what), images)
+    _write_text(split_file, "".join(f"{n}\n" for n in ids))
     _write_text(out / "classes.txt", "".join(f"{c}\n" for c in ann.classes))
     return out
 
@@ -283,6 +291,7 @@ def write_yolo(data: DetectionDataset | DetectionAnnotations, out_dir: str | os.
     if config and config.get("names") != list(ann.classes):
         raise ValueError(f"data.yaml names must match the data written; got {config.get('names')!r} in {yaml_path}, "
                          f"writing {list(ann.classes)!r}. Write into another folder.")
+    inside(out / "images", split, "--split")  # the split names a folder of the output
     for record in ann.records:
         keep = ~(record.iscrowd | record.difficult)
         boxes, labels = record.boxes[keep], record.labels[keep]
@@ -290,8 +299,9 @@ def write_yolo(data: DetectionDataset | DetectionAnnotations, out_dir: str | os.
         cxcywh = np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], axis=1) / scale
         lines = "".join(f"{int(label)} " + " ".join(f"{v:.{YOLO_DECIMALS}f}" for v in row) + "\n"
                         for label, row in zip(labels.tolist(), cxcywh.tolist(), strict=True))
-        _write_text((out / "labels" / split / record.file_name).with_suffix(".txt"), lines)
-        _place_image(record.path, out / "images" / split / record.file_name, images)
+        what = _record_name(record)
+        _write_text(inside(out / "labels" / split, record.file_name, what).with_suffix(".txt"), lines)
+        _place_image(record.path, inside(out / "images" / split, record.file_name, what), images)
     config.update({"path": str(out.resolve()), split: f"images/{split}", "names": list(ann.classes)})
     _write_text(yaml_path, yaml.safe_dump(config, sort_keys=False))
     return yaml_path

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visionbench.data.safe_paths import inside
+
 
 def palette(num_colours: int = 256) -> np.ndarray:
     """The Pascal VOC colour map, ``uint8 [num_colours, 3]`` (class 0 black, then distinct colours;
@@ -35,7 +37,7 @@ def write_mask_pngs(folder: Path, masks: list[tuple[str, torch.Tensor]]) -> None
 
     colours = palette().flatten().tolist()
     for name, mask in masks:
-        path = (folder / name).with_suffix(".png")
+        path = inside(folder, name, f"sample {name!r}").with_suffix(".png")  # ids come from annotation files
         path.parent.mkdir(parents=True, exist_ok=True)
         array = mask.numpy()
         if array.size and int(array.max()) > 255:
