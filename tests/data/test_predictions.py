@@ -106,3 +106,45 @@ def test_probabilities_not_summing_to_one_name_the_record(tmp_path: Path) -> Non
     np.savez(tmp_path / "p.npz", label=np.array([0, 1]), probs=np.array([[0.5, 0.5], [0.9, 0.3]]))
     with pytest.raises(ValueError, match=r"p\.npz:row 1: probabilities must sum to 1"):
         read_predictions_file(tmp_path / "p.npz")
+
+
+def test_a_csv_with_a_byte_order_mark_keeps_its_id_column(tmp_path: Path) -> None:
+    """Excel writes UTF-8 CSV with a byte-order mark; it used to glue itself to 'id', silently
+    dropping the id column (ids became row numbers)."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffid,label,pred\nimg_a,1,1\nimg_b,0,1\n".encode())
+    table = read_predictions_file(path)
+    assert list(table.ids) == ["img_a", "img_b"]
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"id,label,pred\na,1,1\nb,0,\xff\n", r":3: the file must be UTF-8 text; got byte 0xff"),
+    (b"id,label,pred\na,1,1\n" + b'b,0,"' + b"x" * 140_000 + b'"\n', r":3: the CSV cannot be parsed.*131,072"),
+])
+def test_undecodable_or_oversized_csv_names_the_file_and_line(tmp_path: Path, content: bytes, match: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=str(path).replace(".", r"\.") + match):
+        read_predictions_file(path)
+
+
+@pytest.mark.parametrize("payload, match", [
+    ({"label": 1, "pred": [1]}, r"label: column 'label' must be a list"),
+    ({"label": [1, 0], "pred": 1}, r"pred: column 'pred' must be a list"),
+])
+def test_scalar_json_columns_are_clear_errors(tmp_path: Path, payload: dict, match: str) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match=match):
+        read_predictions_file(path)
+
+
+def test_deeply_nested_json_and_scalar_npz_arrays_are_clear_errors(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        read_predictions_file(deep)
+    npz = tmp_path / "p.npz"
+    np.savez(npz, label=np.array(1), pred=np.array([1]))
+    with pytest.raises(ValueError, match=r"label: array 'label' must be 1-D"):
+        read_predictions_file(npz)

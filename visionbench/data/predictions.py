@@ -67,8 +67,37 @@ def _fail(path: Path, where: str, message: str) -> ValueError:
 
 
 def _read_csv(path: Path) -> dict[str, Any]:
-    with open(path, newline="") as handle:
+    """The columns of a predictions CSV; bad bytes, over-long fields and bad quoting name the line."""
+    state: dict[str, Any] = {}
+    try:
+        return _read_csv_rows(path, state)
+    except UnicodeDecodeError:
+        line, byte = _first_bad_byte(path)
+        raise _fail(path, str(line), f"the file must be UTF-8 text; got byte {byte:#04x}. Save it as UTF-8 (a "
+                    "byte-order mark, as Excel writes, is fine).") from None
+    except csv.Error as error:
+        line = state["reader"].line_num if "reader" in state else 1
+        raise _fail(path, str(line), f"the CSV cannot be parsed ({error}). Check the quoting of this line; a single "
+                    "field may hold at most 131,072 characters.") from None
+
+
+def _first_bad_byte(path: Path) -> tuple[int, int]:
+    """``(line, byte)`` of the first byte of ``path`` that is not UTF-8 (the error path only: the
+    decoder reads ahead in blocks, so its own position does not say which line)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        offset = error.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        return raw.count(b"\n", 0, offset) + 1, raw[offset]
+    return 1, 0
+
+
+def _read_csv_rows(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    # utf-8-sig: Excel's byte-order mark would otherwise glue itself to the first column's name ("\ufeffid")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
+        state["reader"] = reader
         header = next(reader, None)
         if not header:
             raise _fail(path, "1", "the file is empty; expected a header such as id,label,pred.")
@@ -109,9 +138,12 @@ def _check_header(header: list[str], prob_columns: list[str], path: Path) -> Non
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise _fail(path, "1", f"not valid JSON ({error}).") from None
+    except RecursionError:
+        raise _fail(path, "1", "the JSON is nested too deeply; expected a list of records or an object of "
+                    "columns.") from None
     if isinstance(data, dict):
         return _json_columns(data, path)
     if not isinstance(data, list):
@@ -132,6 +164,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _json_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
     if "label" not in data or ("pred" not in data and "probs" not in data):
         raise _fail(path, "1", "an object of columns needs 'label' and 'pred' and/or 'probs'.")
+    for key in ("id", "label", "pred", "probs"):
+        if key in data and not isinstance(data[key], list):
+            raise _fail(path, key, f"column {key!r} must be a list (one entry per sample); got "
+                        f"{type(data[key]).__name__}.")
     n = len(data["label"])
     for key in ("id", "pred", "probs"):
         if key in data and len(data[key]) != n:
@@ -151,6 +187,10 @@ def _read_npz(path: Path) -> dict[str, Any]:
         raise _fail(path, "1", f"cannot read the NPZ archive ({error}); save plain arrays with numpy.savez.") from None
     if "label" not in arrays or ("pred" not in arrays and "probs" not in arrays):
         raise _fail(path, "1", f"the archive needs arrays 'label' and 'pred' and/or 'probs'; got {sorted(arrays)!r}.")
+    for name in ("id", "label", "pred"):
+        if name in arrays and arrays[name].ndim != 1:
+            raise _fail(path, name, f"array {name!r} must be 1-D (one entry per sample); got shape "
+                        f"{arrays[name].shape}.")
     n = len(arrays["label"])
     probs = arrays.get("probs")
     if probs is not None and (probs.ndim != 2 or len(probs) != n):
