@@ -105,6 +105,7 @@ def train(
     """
     from visionbench.engine.distributed import shutdown_distributed
     from visionbench.engine.interrupt import TrainingInterrupted
+    from visionbench.engine.run_lock import run_lock
     from visionbench.engine.threads import apply_threads, restore_threads
     from visionbench.engine.train import fit
 
@@ -127,8 +128,9 @@ def train(
             if runtime.dist.is_main:
                 cfg.save_yaml(config, run_dir / rundir.CONFIG)
         try:
-            metrics, config = fit(config, run_dir, runtime, resume=resume is not None,
-                                  extend=resume is not None and bool(overrides))
+            with run_lock(run_dir, enabled=runtime.dist.is_main):
+                metrics, config = fit(config, run_dir, runtime, resume=resume is not None,
+                                      extend=resume is not None and bool(overrides))
         except KeyboardInterrupt as error:
             if runtime.dist.is_main:
                 saved = f" ({error})" if isinstance(error, TrainingInterrupted) else ""

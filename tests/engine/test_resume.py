@@ -154,3 +154,23 @@ def test_ctrl_c_or_sigterm_checkpoints_the_current_step_and_resume_is_bitwise_eq
     finish(start_visionbench("train", "--resume", str(stopped), "--quiet"))
     assert_same_checkpoints(reference, stopped)
     assert _history_without_timing(reference) == _history_without_timing(stopped)
+
+
+def test_a_resume_while_the_run_trains_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path: Path) -> None:
+    """A --resume started beside the running original duplicated its history (issue 18): the run
+    directory is locked while it trains; the lock of a killed process is stale and taken over."""
+    run = tmp_path / "run"
+    process = start_visionbench(*TRAIN_ARGS[:6], "30", *TRAIN_ARGS[7:], "--out", str(run))
+    deadline = time.monotonic() + 120
+    while not (run / rundir.LAST_STATE).exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    assert (run / ".lock").read_text().endswith(f":{process.pid}")
+    second = start_visionbench("train", "--resume", str(run), "--quiet")
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 2 and "must not be trained by two processes at once" in err and str(process.pid) in err
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = _progress(run)["epoch"]  # the killed process left its lock behind: stale, taken over
+    finish(start_visionbench("train", "--resume", str(run), "--epochs", str(done + 1), "--quiet"))
+    assert not (run / ".lock").exists() and (run / rundir.METRICS).exists()

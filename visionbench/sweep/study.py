@@ -13,13 +13,12 @@ Optuna is imported inside the functions (the ``visionbench[sweep]`` extra).
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from visionbench._extras import import_optional
+from visionbench.engine.run_lock import process_id, process_is_gone
 from visionbench.sweep.settings import SweepSettings
 
 HEARTBEAT_SECONDS = 10  # a running trial records a heartbeat this often …
@@ -96,7 +95,7 @@ def open_study(settings: SweepSettings, space: dict[str, Any]) -> tuple[Any, Any
 
 def worker_id() -> str:
     """``host:pid`` of this process, recorded on the trials it runs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return process_id()
 
 
 def original_number(trial: Any) -> int:
@@ -108,20 +107,6 @@ def requeue(study: Any, trial: Any) -> None:
     """Queue a trial with ``trial``'s parameters that resumes its run directory (Optuna calls this
     for a trial whose heartbeat went stale; :func:`recover_dead_trials` for the others)."""
     study.enqueue_trial(trial.params, user_attrs={RESUMES: original_number(trial)})
-
-
-def _process_is_gone(worker: str) -> bool:
-    """Whether ``host:pid`` names a process of this machine that no longer runs."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's: its heartbeat tells
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def recover_dead_trials(study: Any, storage: Any) -> list[int]:
@@ -136,7 +121,7 @@ def recover_dead_trials(study: Any, storage: Any) -> list[int]:
     resumed = {int(t.user_attrs[RESUMES]) for t in trials if RESUMES in t.user_attrs}
     queued = []
     for trial in trials:
-        dead = trial.state == state.RUNNING and _process_is_gone(str(trial.user_attrs.get(WORKER, "")))
+        dead = trial.state == state.RUNNING and process_is_gone(str(trial.user_attrs.get(WORKER, "")))
         if dead:
             storage.set_trial_state_values(trial._trial_id, state=state.FAIL)
         interrupted = trial.state == state.FAIL and trial.user_attrs.get(INTERRUPTED)
