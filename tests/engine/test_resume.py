@@ -98,6 +98,20 @@ def test_kill_just_before_rename_keeps_previous_state(tmp_path: Path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["last.state.pt"]
 
 
+def test_temporary_files_of_a_process_killed_mid_write_are_removed_on_resume(tmp_path: Path) -> None:
+    """A SIGKILL inside a checkpoint write leaves `.last.state.pt.tmp-PID` (a finally never runs);
+    they piled up across restarts (issue 18). The next run on the directory removes them and says so."""
+    import visionbench
+
+    run = visionbench.train(model="mlp", epochs=1, out=tmp_path / "run", quiet=True).run_dir
+    leftovers = [run / rundir.CHECKPOINTS / name for name in (".last.state.pt.tmp-4242", ".best.safetensors.tmp-77")]
+    for path in leftovers:
+        path.write_bytes(b"half a checkpoint")
+    visionbench.train(resume=run, epochs=2, quiet=True)
+    assert not any(path.exists() for path in leftovers)
+    assert "removed .last.state.pt.tmp-4242" in (run / rundir.LOG).read_text()
+
+
 # Policy augmentation, random erasing, and MixUp/CutMix switching per batch: every draw must be
 # keyed by (seed, epoch, batch) for the resumed run to replay them. A 20% training split (23 steps
 # per epoch) keeps the per-image policies cheap.

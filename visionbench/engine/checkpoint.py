@@ -36,6 +36,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files :func:`atomic_write` left in ``folder`` when its process was killed
+    mid-write (``.NAME.tmp-PID``); only call it while holding the run's lock (no other writer).
+    Returns what was deleted."""
+    removed = []
+    for path in folder.glob(".*.tmp-*") if folder.is_dir() else ():
+        if path.is_file() and path.name.rpartition(".tmp-")[2].isdigit():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def current_umask() -> int:
     """The process umask (read by setting and restoring it: POSIX offers no plain getter)."""
     mask = os.umask(0o22)

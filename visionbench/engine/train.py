@@ -262,6 +262,9 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     processes = f", {dist.world_size} processes" if dist.enabled else ""
     log(f"device {device}{processes}, {describe_threads(config.threads, torch.get_num_threads())}")
     seed_everything(config.seed, deterministic=config.deterministic)
+    if dist.is_main:  # a process killed inside a checkpoint write left its temporary file (the run is locked now)
+        for path in ckpt.remove_stale_temporaries(run_dir / rundir.CHECKPOINTS):
+            log(f"removed {path.name}, left by a process stopped while writing a checkpoint")
     initial_weights.check_available(config)  # a missing weights file fails before the data loads
     bundle = build_data(config)
     if dist.is_main:  # what `visionbench predict` needs, so the run predicts without its training data
