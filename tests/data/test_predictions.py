@@ -148,3 +148,10 @@ def test_deeply_nested_json_and_scalar_npz_arrays_are_clear_errors(tmp_path: Pat
     np.savez(npz, label=np.array(1), pred=np.array([1]))
     with pytest.raises(ValueError, match=r"label: array 'label' must be 1-D"):
         read_predictions_file(npz)
+
+
+def test_an_absurd_label_is_refused_before_any_allocation(tmp_path: Path) -> None:
+    """A label of 1,000,000 tried to allocate a 7.28 TiB confusion matrix (issue 18)."""
+    path = _write_csv(tmp_path / "p.csv", "id,label,pred\na,0,1\nb,1000000,1\nc,1,0\n")
+    with pytest.raises(ValueError, match=r"p\.csv:3: the number of classes must be at most 16,384; got 1,000,001"):
+        read_predictions_file(path)

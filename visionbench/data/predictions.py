@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+MAX_CLASSES = 16_384  # K x K int64 confusion matrices stay within 2 GiB; ImageNet-21k's 21,843 classes would not
 SUM_TOLERANCE = 1e-4  # largest accepted |row sum - 1|, as the probability metrics (validate_scores) accept
 
 
@@ -270,4 +271,9 @@ def _num_classes(labels: list[int], preds: list[int], probs: list[list[float]] |
             if value >= k:
                 raise _fail(path, where, f"{what} {value} is outside the {k} classes; pass --num-classes K "
                                          "or check the file.")
+    if k > MAX_CLASSES:  # the K x K confusion matrices would not fit in memory (a label of 1e6: 7.3 TiB)
+        where = lines[max(range(len(labels)), key=lambda i: max(labels[i], preds[i]))]
+        raise _fail(path, where, f"the number of classes must be at most {MAX_CLASSES:,}; got {k:,} (the largest "
+                                 f"label or prediction + 1, or the columns). Labels are class indices 0..K-1: check "
+                                 "this record.")
     return k
