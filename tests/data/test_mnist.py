@@ -193,3 +193,24 @@ def test_read_idx_round_trips(tmp_path_factory, dtype: str, shape: list[int], gz
     assert out.shape == array.shape and out.dtype == array.dtype.newbyteorder("=")
     np.testing.assert_array_equal(out, array)
     assert out.flags.writeable
+
+
+def test_a_header_declaring_more_than_the_bound_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2**31, 2**16, 2**16))
+    with pytest.raises(ValueError, match=r"IDX data must be at most .* bytes; its header declares"):
+        read_idx(path)
+
+
+def test_a_gzip_bomb_is_read_only_up_to_its_declared_size(tmp_path: Path) -> None:
+    """A 2 MB .gz reached 5.1 GB before the size check (issue 18): the values are now read up to the
+    size the header declares (+1 byte), so the bomb is refused after 785 bytes, not gigabytes."""
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=9) as handle:
+        handle.write(bytes([0, 0, 0x08, 1]) + struct.pack(">I", 777))
+        zeros = bytes(1 << 20)
+        for _ in range(256):  # 256 MiB of zeros uncompressed, about 0.25 MB on disk
+            handle.write(zeros)
+    assert path.stat().st_size < 2 << 20
+    with pytest.raises(ValueError, match=r"got more bytes \(uncompressed\)"):
+        read_idx(path)

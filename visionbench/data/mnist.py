@@ -17,6 +17,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ _FILES = {  # split → (images, labels)
 }
 _CLASSES = [str(digit) for digit in range(10)]
 _REDOWNLOAD = "The file is truncated or corrupt; download it again."
+MAX_IDX_BYTES = 4 << 30  # MNIST's train images are 47 MB, EMNIST's largest file 700 MB
 
 
 def load_mnist(
@@ -97,6 +99,9 @@ def load_mnist(
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Parse one IDX file (gzipped or not) into a native-endian numpy array.
 
+    The header is read first and the values are read up to the size it declares (at most
+    :data:`MAX_IDX_BYTES`), so a small gzip bomb cannot expand into memory before it is refused.
+
     Args:
         path: the IDX file.
 
@@ -104,49 +109,54 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         A writable array of the shape and dtype the header declares (e.g. ``uint8 [N, 28, 28]``).
 
     Raises:
-        ValueError: bad magic number, unknown dtype code, or a byte count that does not match
-            the header (truncated or padded file).
+        ValueError: bad magic number, unknown dtype code, a declared size above the bound, or a
+            byte count that does not match the header (truncated or padded file).
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        codes = ", ".join(f"0x{code:02X}" for code in _IDX_DTYPES)
-        raise ValueError(
-            f"IDX magic number must be 0x0000 then a dtype code in {{{codes}}} and ndim; got "
-            f"0x{data[:4].hex().upper()} in {path}. This is not an IDX file; replace it with the "
-            "original MNIST file."
-        )
-    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(
-            f"IDX file size must be at least {header} bytes (its header, {ndim} dims); got "
-            f"{len(data)} bytes (uncompressed) in {path}. {_REDOWNLOAD}"
-        )
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + math.prod(dims) * dtype.itemsize
-    if len(data) != expected:
-        raise ValueError(
-            f"IDX file size must be {expected} bytes ({header}-byte header + {dims} × "
-            f"{dtype.itemsize} byte(s)); got {len(data)} bytes (uncompressed) in {path}. "
-            f"{_REDOWNLOAD}"
-        )
-    return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic ``1f 8b``."""
-    with open(path, "rb") as file:
-        is_gzip = file.read(2) == b"\x1f\x8b"
-    if not is_gzip:
-        return path.read_bytes()
     try:
-        with gzip.open(path, "rb") as file:
-            return file.read()
+        with _open_stream(path) as stream:
+            magic = stream.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+                codes = ", ".join(f"0x{code:02X}" for code in _IDX_DTYPES)
+                raise ValueError(
+                    f"IDX magic number must be 0x0000 then a dtype code in {{{codes}}} and ndim; got "
+                    f"0x{magic.hex().upper()} in {path}. This is not an IDX file; replace it with the "
+                    "original MNIST file."
+                )
+            dtype, ndim = _IDX_DTYPES[magic[2]], magic[3]
+            header = 4 + 4 * ndim
+            raw_dims = stream.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise ValueError(
+                    f"IDX file size must be at least {header} bytes (its header, {ndim} dims); got "
+                    f"{4 + len(raw_dims)} bytes (uncompressed) in {path}. {_REDOWNLOAD}"
+                )
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            size = math.prod(dims) * dtype.itemsize
+            if size > MAX_IDX_BYTES:
+                raise ValueError(
+                    f"IDX data must be at most {MAX_IDX_BYTES:,} bytes; its header declares {dims} × "
+                    f"{dtype.itemsize} byte(s) = {size:,} bytes in {path}. {_REDOWNLOAD}"
+                )
+            body = stream.read(size + 1)  # one byte more tells a padded file, without reading all of it
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(
             f"gzip stream must be complete and valid; got {type(exc).__name__} ({exc}) in {path}. {_REDOWNLOAD}"
         ) from None
+    if len(body) != size:
+        got = f"{header + len(body)} bytes" if len(body) < size else "more bytes"
+        raise ValueError(
+            f"IDX file size must be {header + size} bytes ({header}-byte header + {dims} × "
+            f"{dtype.itemsize} byte(s)); got {got} (uncompressed) in {path}. {_REDOWNLOAD}"
+        )
+    return np.frombuffer(body, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _open_stream(path: Path) -> BinaryIO:
+    """The file as a byte stream, gunzipped on the fly when it starts with the gzip magic ``1f 8b``."""
+    with open(path, "rb") as file:
+        is_gzip = file.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if is_gzip else open(path, "rb")  # noqa: SIM115 - the caller closes it
 
 
 def _find_mnist_dir(root: Path) -> Path:
