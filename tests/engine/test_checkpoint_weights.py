@@ -248,3 +248,13 @@ def test_a_read_state_loads_into_a_versioned_module(tmp_path: Path) -> None:
     load_weights_into(fresh, read_weights(tmp_path / "best.safetensors"), "best.safetensors")
     for name, tensor in trained.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], tensor), name
+
+
+def test_random_bytes_are_called_corrupt_not_pickled_objects(tmp_path: Path) -> None:
+    """Random bytes used to be refused as 'pickled Python objects ... could run code' (issue 18),
+    which sends the user looking for a security problem instead of a broken file."""
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match="neither a safetensors file nor a PyTorch checkpoint") as info:
+        read_weights(path)
+    assert "pickled Python objects" not in str(info.value)

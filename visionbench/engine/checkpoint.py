@@ -96,8 +96,14 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
         # torch's own message suggests weights_only=False, which would run the file's code.
+        if "GLOBAL" not in str(error):  # not a refused object: bytes that are no pickle at all
+            raise ValueError(
+                f"cannot read weights from {str(path)!r}: it is neither a safetensors file nor a PyTorch "
+                "checkpoint (the bytes do not parse). The file is corrupt or of another kind; re-export the "
+                "weights (safetensors preferred)."
+            ) from None
         raise ValueError(
             f"refusing to load {str(path)!r}: it holds pickled Python objects, not only tensors, and "
             "loading it could run code. Save model.state_dict() (safetensors preferred) and use that file."
