@@ -670,3 +670,15 @@ def test_inside_refuses_a_link_out_of_the_root(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="leads outside"):
         inside(tmp_path / "out", "escape/x.png", "image 3")
     assert inside(tmp_path / "out", "a/b.png", "image 3") == tmp_path / "out" / "a" / "b.png"
+
+
+def test_a_voc_size_that_is_not_the_images_is_refused(tmp_path: Path) -> None:
+    """<size> scales YOLO boxes and COCO areas; a wrong one converted silently (issue 18)."""
+    import visionbench
+
+    root = make_voc(tmp_path / "voc")
+    xml = root / "Annotations" / "a.xml"
+    w, h = SIZES["a.png"]
+    xml.write_text(xml.read_text().replace(f"<width>{w}</width>", f"<width>{w * 10}</width>"))
+    with pytest.raises(ValueError, match=rf"<size> must be the image's size; got width {w * 10} x height {h} in .*a\.xml"):
+        visionbench.convert(f"voc:{root}", "yolo", tmp_path / "out")

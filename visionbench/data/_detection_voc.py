@@ -156,4 +156,12 @@ def _voc_size(tree: ElementTree.Element, source: str, image_path: str) -> tuple[
     except ValueError:
         raise ValueError(f"<size> width and height must be integers; got {texts[1]!r} x {texts[0]!r} in {source}. "
                          "Fix them or remove <size>.") from None
-    return _image_size(image_path) if height <= 0 or width <= 0 else (height, width)
+    if height <= 0 or width <= 0:
+        return _image_size(image_path)
+    if os.path.isfile(image_path):  # <size> scales YOLO boxes and COCO areas: it must be the image's
+        actual = _image_size(image_path)
+        if actual != (height, width):
+            raise ValueError(f"<size> must be the image's size; got width {width} x height {height} in {source}, but "
+                             f"{image_path} is {actual[1]} x {actual[0]}. Fix <size> (or remove it to read the "
+                             "size from the image).")
+    return height, width
