@@ -225,3 +225,20 @@ def test_a_file_linked_into_two_splits_is_refused(tmp_path: Path) -> None:
     (root / "test" / "a" / "leak.png").symlink_to(root / "train" / "a" / "0.png")
     with pytest.raises(ValueError, match=r"'train/a/0.png' and 'test/a/leak.png'.*two splits"):
         load_folder(root, seed=0, val_fraction=0.0, test_fraction=0.0)
+
+
+def test_a_16_bit_grey_image_keeps_its_range_instead_of_saturating(tmp_path: Path) -> None:
+    """16-bit PNGs used to saturate to 255 in training and predict (issue 18): 0..65535 now maps to 0..255."""
+    path = tmp_path / "depth.png"
+    Image.fromarray(np.array([[0, 1000, 40000, 65535]], dtype=np.uint16)).save(path)
+    assert Image.open(path).mode == "I;16"
+    assert read_image_rgb(path).tolist() == [[[0, 4, 156, 255]]] * 3
+
+
+@pytest.mark.parametrize("array, mode", [(np.array([[0, 70000]], dtype=np.int32), "I"),
+                                         (np.array([[0.0, 0.5]], dtype=np.float32), "F")])
+def test_32_bit_integer_and_float_images_are_refused_with_the_fix(tmp_path: Path, array: np.ndarray, mode: str) -> None:
+    path = tmp_path / "x.tif"
+    Image.fromarray(array).save(path)
+    with pytest.raises(ValueError, match=rf"got mode '{mode}'.*x\.tif\. Convert it to an 8- or 16-bit"):
+        read_image_rgb(path)

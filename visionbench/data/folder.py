@@ -78,13 +78,30 @@ def read_image_rgb(path: str | os.PathLike[str]) -> torch.Tensor:
     """
     try:
         with Image.open(path) as image:
-            rgb = image.convert("RGB")  # forces the full decode, so truncation surfaces here
+            mode = image.mode
+            if mode.startswith("I;16"):  # 16-bit grey: convert("RGB") would clip every value above 255
+                return _sixteen_bit_grey_as_rgb8(image)
+            rgb = None if mode in ("I", "F") else image.convert("RGB")  # a full decode: truncation surfaces here
     except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
         raise ValueError(
             f"image must be a readable image file; got {type(exc).__name__} ({exc}) in {path}. "
             "Remove or replace the file."
         ) from None
+    if rgb is None:
+        raise ValueError(
+            f"image must have 8 or 16 bits per sample to be trained on; got mode {mode!r} (32-bit "
+            f"{'integer' if mode == 'I' else 'float'} samples, whose value range is unknown) in {path}. "
+            "Convert it to an 8- or 16-bit PNG or TIFF, scaled to that range."
+        )
     return pil_to_tensor(rgb)  # (3, H, W) uint8
+
+
+def _sixteen_bit_grey_as_rgb8(image: Image.Image) -> torch.Tensor:
+    """A 16-bit grey image as ``uint8 [3, H, W]``, its full range 0..65535 scaled to 0..255 (rounded):
+    the models take 8-bit inputs scaled to [0, 1], so 16-bit data keeps its range, not its low bits."""
+    grey = np.asarray(image, dtype=np.uint16).astype(np.uint32)
+    eight = ((grey * 255 + 32767) // 65535).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(np.broadcast_to(eight, (3, *eight.shape))))
 
 
 def load_folder(
