@@ -170,3 +170,14 @@ def test_convert_command_round_trip(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(back.records) == len(original.records) == 20
     code = cli.main(["convert", "coco:missing.json", "--to", "voc", "--out", str(tmp_path / "voc")])
     assert code == 2 and "missing.json" in capsys.readouterr().err
+
+
+def test_a_16_bit_mask_value_is_refused_before_any_matrix_is_allocated(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A mask value of 40000 made the inferred class count 40001 and tried to allocate 12.8 GB (issue 18)."""
+    _mask_folders(tmp_path)
+    Image.fromarray(np.full((24, 32), 40000, np.uint16)).save(tmp_path / "pred" / "img0.png")
+    code = cli.main(["evaluate", "--task", "segment", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"),
+                     "--quiet", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "class indices below 4096; got 40000" in err and "img0.png" in err and "--num-classes" in err

@@ -28,13 +28,27 @@ def read_mask(path: Path) -> np.ndarray:
         raise ValueError(f"cannot read mask {str(path)!r}: {error}. Check the file or remove it.") from None
 
 
-def largest_mask_value(paths: Iterable[Path], ignore_index: int) -> int:
+MAX_MASK_CLASSES = 4096  # class indices of semantic masks; a K x K int64 confusion matrix stays at 128 MiB
+
+
+def largest_mask_value(paths: Iterable[Path], ignore_index: int, *, limit: int | None = None) -> int:
     """The largest value other than ``ignore_index`` over the masks of ``paths`` (``-1`` if none),
-    each read with :func:`read_mask` (RGB masks refused, naming the file)."""
+    each read with :func:`read_mask` (RGB masks refused, naming the file).
+
+    Raises:
+        ValueError: a value ``>= limit`` (when given), naming the mask: the class count is inferred
+            from this value, and a mask of instance ids or 16-bit levels (40000) would make
+            matrices of many gigabytes.
+    """
     largest = -1
     for path in paths:
         mask = read_mask(Path(path))
         valid = mask[mask != ignore_index]
         if valid.size:
-            largest = max(largest, int(valid.max()))
+            value = int(valid.max())
+            if limit is not None and value >= limit:
+                raise ValueError(f"mask values must be class indices below {limit}; got {value} in {path}. Semantic "
+                                 "masks hold one class index per pixel (instance ids or image levels are not classes); "
+                                 "pass --num-classes K if the classes really are that many.")
+            largest = max(largest, value)
     return largest

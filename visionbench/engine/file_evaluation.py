@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from visionbench.data.masks import MASK_SUFFIXES, largest_mask_value, read_mask
+from visionbench.data.masks import MASK_SUFFIXES, MAX_MASK_CLASSES, largest_mask_value, read_mask
 from visionbench.data.pairing import pair_by_relative_path
 from visionbench.metrics.detection import COCO_STATS
 from visionbench.metrics.segmentation import SEGMENTATION_HIGHER_IS_BETTER
@@ -180,7 +180,7 @@ def evaluate_segmentation_files(gt: Path, pred: Path, *, num_classes: int | None
     pairs, unpaired, warnings = mask_pairs(gt, pred, allow_partial=allow_partial)
     if num_classes is None:
         paths = [path for _, gt_path, pred_path in pairs for path in (gt_path, pred_path)]
-        num_classes = max(largest_mask_value(paths, ignore_index) + 1, 1)
+        num_classes = max(largest_mask_value(paths, ignore_index, limit=MAX_MASK_CLASSES) + 1, 1)
     accumulator = SegmentationAccumulator(num_classes, ignore_index=ignore_index)
     for name, gt_path, pred_path in (progress(pairs) if progress else pairs):
         target, predicted = read_mask(gt_path), read_mask(pred_path)
