@@ -180,3 +180,14 @@ def test_a_training_split_of_one_class_is_refused() -> None:
     with pytest.raises(ValueError, match=r"at least 2 classes to train a classifier; got only \['dog'\]"):
         engine_train.check_splits(data, config, "test")
     engine_train.check_splits(SimpleNamespace(**{**vars(data), "train": Split([(None, 0), (None, 1)])}), config, "test")
+
+
+@pytest.mark.parametrize("kind", ["file", "under_a_file"])
+def test_an_out_that_cannot_be_a_folder_is_a_clear_error(tmp_path: Path, capsys, kind: str) -> None:
+    """--out an existing file, or a path below one, gave a FileExistsError/NotADirectoryError traceback."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    out = blocker if kind == "file" else blocker / "run"
+    code, err = _run_cli(["train", "--model", "mlp", "--epochs", "1", "--quiet", "--out", str(out)], capsys)
+    assert code == 2 and "--out must be a folder" in err and str(out) in err
+    assert blocker.read_text() == "x"

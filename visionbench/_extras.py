@@ -10,6 +10,10 @@ an extra in ``pyproject.toml`` and import it through :func:`import_optional`:
 - ``visionbench[coco]``: ``pycocotools``, for ``--task segment --data coco:…`` (polygon and RLE masks);
 - ``visionbench[timm]``: ``timm``, for ``--model timm:NAME`` (visionbench/models/timm_backend.py);
 - ``visionbench[sweep]``: ``optuna``, for ``visionbench sweep`` (visionbench/sweep/);
+- ``visionbench[vmaf]``: ``imageio-ffmpeg``, whose FFmpeg has libvmaf, for ``--metrics vmaf`` when no
+  ``ffmpeg`` on PATH has it (visionbench/quality/vmaf.py; videos also need ``[video]``);
+- ``visionbench[mos]``: ``scipy``, for ``visionbench quality --mos`` (the logistic fit of agreement
+  with human scores, visionbench/quality/mos.py);
 - ``visionbench[all]``: all of the above.
 """
 
@@ -20,7 +24,8 @@ from types import ModuleType
 
 # extra name -> the pip requirement it adds (kept equal to pyproject.toml by tests/test_dependencies.py)
 EXTRAS: dict[str, str] = {"video": "av>=12", "tensorboard": "tensorboard>=2.14", "coco": "pycocotools>=2.0.7",
-                          "timm": "timm>=0.9", "sweep": "optuna>=4.9"}
+                          "timm": "timm>=0.9", "sweep": "optuna>=4.9", "vmaf": "imageio-ffmpeg>=0.8",
+                          "mos": "scipy>=1.10"}
 
 
 class MissingExtraError(ImportError):

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,25 @@ def _runtime(device: str, workers: int | None, quiet: bool, **extra: Any) -> Any
     return Runtime(device=torch_device, workers=workers, quiet=quiet, dist=init_distributed(torch_device), **extra)
 
 
+def make_output_dir(path: Path) -> None:
+    """Create the output folder ``path`` (and its parents), or fail with what is in the way.
+
+    Raises:
+        ValueError: ``path`` is an existing file, or cannot be created or written (permissions,
+            a read-only or full disk, a missing mount); the message names the path and the cause.
+    """
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out must be a folder; got {str(path)!r}, an existing file. Give a new or existing folder.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"--out must be a folder visionbench can create and write; got {str(path)!r}: "
+                         f"{error.strerror or error}. Choose another folder or fix its permissions.") from None
+
+
 def _make_run_dir(out: str | Path | None, stem: str, dist: Any, *, restart_quiet: bool | None = None) -> Path:
     """``out`` (created), or a fresh ``runs/<stem>-NNN`` chosen by rank 0 and shared with all.
 
@@ -51,7 +71,7 @@ def _make_run_dir(out: str | Path | None, stem: str, dist: Any, *, restart_quiet
     if dist.is_main:
         if out is not None:
             path = Path(out)
-            path.mkdir(parents=True, exist_ok=True)
+            make_output_dir(path)
             if restart_quiet is not None and rundir.never_checkpointed(path):
                 # Nothing to resume: the retry of a run that failed early (say, on a bad image) starts over.
                 rundir.clear_for_restart(path)
@@ -440,7 +460,7 @@ def compare(
     # Read and test everything before creating the directory, so bad input leaves nothing behind.
     result = compare_runs([Path(r) for r in runs], resamples=resamples, seed=seed)
     if out is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_output_dir(run_dir)
     else:
         run_dir = rundir.new_run_dir(Path("runs"), "compare")
     (run_dir / COMPARE_JSON).write_text(rundir.metrics_json_text(result) + "\n")
@@ -469,13 +489,31 @@ def quality(
     ref: str | Path, dist: str | Path, *, metrics: tuple[str, ...] = ("psnr", "ssim"), profile: str = "skimage",
     channel: str | None = None, crop_border: int = 0, data_range: float | None = None, resize: str | None = None,
     psnr_cap: float | str | None = None, out: str | Path | None = None, quiet: bool = False,
+    vmaf_model: str = "vmaf_v0.6.1",
+    mos: str | Path | None = None, dmos: bool = False, mos_partial: bool = False,
+    model_files: dict[str, str | Path] | None = None,
 ) -> QualityRunResult:
     """Full-reference quality of two images, two folders (paired by relative path) or two videos
     (paired frame by frame); see :func:`visionbench.quality.assess` for the conventions.
 
+    ``channel`` is ``rgb``, ``y``, ``y-studio``, ``gray-matlab`` (MATLAB's ``rgb2gray``, rounded
+    for 8-bit input) or ``y-matlab`` (MATLAB's ``rgb2ycbcr`` Y, rounded); by default ``rgb`` for
+    images, ``gray-matlab`` for images under ``profile="matlab"`` (what MATLAB's scripts are run
+    on), ``y`` for videos. No-reference metrics (``niqe``) score ``dist`` alone.
+
     Writes a run directory with ``metrics.json`` (pooled values with 95% intervals over items,
     ``psnr_pooled_mse``, the settings, unpaired files), ``items.csv`` (one row per image pair or
     frame), ``examples.npz`` (thumbnails of the worst items), ``report.html`` and ``log.txt``.
+    ``vmaf_model`` is libvmaf's model when ``metrics`` has ``vmaf`` (:mod:`visionbench.quality.vmaf`).
+
+    ``mos`` (a CSV of human scores for the images of two folders: ``dist``, ``score`` and
+    optionally ``ref`` and ``type`` columns; :mod:`visionbench.quality.mos_scores`) adds each
+    metric's agreement with the scores to ``metrics.json`` under ``"mos"``: SROCC, KROCC, and PLCC
+    and RMSE after the VQEG logistic fit, with bootstrap intervals, and per distortion type
+    (:mod:`visionbench.quality.mos`). ``dmos``: lower scores mean better quality. ``mos_partial``:
+    pairs without a score and scores without a pair are left out (listed) instead of an error.
+    ``model_files`` (metric name → file) gives the models of ``brisque`` (LIVE's SVR model, as
+    ``.npz``) and ``lpips`` (a local LPIPS weights file); nothing is ever downloaded.
 
     Example:
         >>> result = quality("ref.png", "dist.png", quiet=True)  # doctest: +SKIP
@@ -492,13 +530,26 @@ def quality(
         return tqdm(items, total=total, desc="quality", unit="item", file=sys.stderr,
                     disable=quiet or total == 1 or not sys.stderr.isatty())
 
-    result = assess(ref, dist, metrics=metrics, profile=profile, channel=channel, crop=crop_border,
-                    data_range=data_range, resize=resize, psnr_cap=psnr_cap, progress=progress)
+    plan = None
+    if mos is not None:  # the scores are read and matched to the pairs before anything is measured
+        from visionbench.quality.mos_scores import prepare_mos  # (SciPy only when asked for)
+
+        plan = prepare_mos(mos, ref, dist, dmos=dmos, partial=mos_partial)
+    try:
+        result = assess(ref if plan is None else plan.reference, dist, metrics=metrics, profile=profile,
+                        channel=channel, crop=crop_border, data_range=data_range, resize=resize, psnr_cap=psnr_cap,
+                        progress=progress, vmaf_model=vmaf_model, model_files=model_files)
+    except ValueError as error:
+        if plan is None:
+            raise
+        raise ValueError(plan.real_paths(str(error))) from None  # the references, not their temporary links
+    if plan is not None:
+        result = plan.apply(result)  # the agreement under "mos"; score (and type) columns in items.csv
     run_dir = _make_run_dir(out, "quality", DistInfo())
     (run_dir / rundir.CONFIG).write_text(yaml.safe_dump(
         {"task": "quality", "ref": str(ref), "dist": str(dist), **result.settings}, sort_keys=False))
     report = dict(result.pooled, unpaired=result.unpaired)
-    warnings = _unpaired_warnings(result.unpaired, ref, dist)
+    warnings = _unpaired_warnings(result.unpaired, ref, dist) + (plan.warnings if plan is not None else [])
     if warnings:
         report["warnings"] = warnings
     rundir.write_metrics(run_dir, report)
@@ -516,6 +567,10 @@ def quality(
         f"reference-only, {len(result.unpaired['distorted_only'])} distorted-only; wrote {run_dir}")
     for warning in warnings:
         log.warn(warning)
+    if plan is not None:
+        from visionbench.quality.mos import table_lines
+
+        log.file("\n".join(table_lines(report["mos"])))
     return QualityRunResult(run_dir=run_dir, metrics=report, rows=result.rows)
 
 

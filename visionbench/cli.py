@@ -208,14 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("ref", metavar="REF", help="reference image, folder or video")
     quality.add_argument("dist", metavar="DIST", help="distorted image, folder or video")
     quality.add_argument("--metrics", default="psnr,ssim",
-                         help="comma-separated, from: psnr, ssim, ms_ssim, mse, mae, gmsd, vif_p, haarpsi, fsim "
-                              "(default: psnr,ssim)")
+                         help="comma-separated, from: psnr, ssim, ms_ssim, mse, mae, gmsd, vif_p, haarpsi, fsim, "
+                              "vmaf (FFmpeg's libvmaf), lpips (--model-file lpips=FILE), and the no-reference niqe "
+                              "and brisque (--model-file brisque=FILE), which score DIST alone (default: psnr,ssim)")
     quality.add_argument("--profile", default="skimage", choices=("skimage", "matlab", "ffmpeg"),
                          help="skimage: scikit-image's PSNR/SSIM (default); matlab: Wang's ssim.m/msssim.m with "
                               "their automatic downsampling; ffmpeg: FFmpeg's ssim/psnr filters (8x8 windows)")
-    quality.add_argument("--channel", choices=("rgb", "y", "y-studio"), default=None,
+    quality.add_argument("--channel", choices=("rgb", "y", "y-studio", "gray-matlab", "y-matlab"), default=None,
                          help="planes compared: rgb as given, y = BT.601 full-range luma, y-studio = BT.601 16-235 "
-                              "luma (rgb2ycbcr); default rgb for images, y (the stored luma plane) for videos")
+                              "luma (rgb2ycbcr), gray-matlab = MATLAB's rgb2gray, y-matlab = MATLAB's rgb2ycbcr Y "
+                              "(both rounded for 8-bit input); default rgb for images (gray-matlab with --profile "
+                              "matlab), y (the stored luma plane) for videos")
     quality.add_argument("--crop-border", type=_int_at_least(0), default=0, metavar="PX",
                          help="pixels removed from each border before measuring (default: 0)")
     quality.add_argument("--data-range", type=float, default=None, metavar="R",
@@ -227,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--psnr-cap", default=None, metavar="DB|vmaf",
                          help="cap PSNR at DB decibels, or 'vmaf' for libvmaf's 6*bits+12 dB (60 dB at 8 bits); "
                               "default: identical pairs give inf, left out of the mean and counted")
+    quality.add_argument("--vmaf-model", choices=("vmaf_v0.6.1", "vmaf_4k_v0.6.1", "vmaf_v0.6.1neg"),
+                         default="vmaf_v0.6.1", help="libvmaf's built-in model for --metrics vmaf (default: vmaf_v0.6.1)")
+    quality.add_argument("--mos", metavar="SCORES.csv", default=None,
+                         help="human scores of the images of two folders (columns: dist or file, score or mos or "
+                              "dmos, optional ref and type): adds SROCC, KROCC, and PLCC/RMSE after the VQEG "
+                              "logistic fit, with bootstrap intervals, to metrics.json and the report")
+    quality.add_argument("--dmos", action="store_true", help="the --mos scores are DMOS: lower means better quality")
+    quality.add_argument("--mos-partial", action="store_true",
+                         help="leave pairs without a score and scores without a pair out of the agreement (listed) "
+                              "instead of stopping with an error")
+    quality.add_argument("--model-file", action="append", default=[], metavar="METRIC=FILE",
+                         help="a local model of a metric that needs one (brisque=LIVE's SVR model as .npz, "
+                              "lpips=LPIPS weights); repeat for several; nothing is downloaded")
     quality.add_argument("--csv", action="store_true", help="print one CSV row per image pair or frame on stdout")
     _add_output_options(quality, "quality", "no progress bar or log lines on stderr")
 
@@ -382,6 +398,17 @@ def _psnr_cap_argument(text: str | None) -> float | str | None:
         raise ValueError(f"--psnr-cap must be a number of dB or 'vmaf'; got {text!r}.") from None
 
 
+def _model_files(items: list[str]) -> dict[str, str]:
+    """``--model-file METRIC=FILE`` options as ``{metric: file}``; a malformed one is an error."""
+    files: dict[str, str] = {}
+    for item in items:
+        metric, sep, file = item.partition("=")
+        if not sep or not metric.strip() or not file.strip():
+            raise ValueError(f"--model-file must be METRIC=FILE (e.g. lpips=lpips_vgg.pth); got {item!r}.")
+        files[metric.strip()] = file.strip()
+    return files
+
+
 def _run_quality(args: argparse.Namespace) -> None:
     from visionbench import api
 
@@ -389,7 +416,9 @@ def _run_quality(args: argparse.Namespace) -> None:
     result = api.quality(args.ref, args.dist, metrics=metrics, profile=args.profile, channel=args.channel,
                          crop_border=args.crop_border, data_range=args.data_range, resize=args.resize,
                          psnr_cap=_psnr_cap_argument(args.psnr_cap), out=args.out,
-                         quiet=args.quiet or args.json or args.csv)
+                         quiet=args.quiet or args.json or args.csv, vmaf_model=args.vmaf_model,
+                         mos=args.mos, dmos=args.dmos, mos_partial=args.mos_partial,
+                         model_files=_model_files(args.model_file))
     from visionbench.engine.rundir import QUALITY_ITEMS, metrics_json_text
 
     if args.json:
@@ -404,6 +433,12 @@ def _run_quality(args: argparse.Namespace) -> None:
             print(f"{name:<8} {entry['value']:.4f}{interval}  (mean of {result.metrics['num_samples']} pair(s))")
         if "psnr_pooled_mse" in result.metrics:
             print(f"psnr of the pooled MSE {result.metrics['psnr_pooled_mse']['value']:.4f} dB")
+        if "harmonic_mean" in result.metrics.get("vmaf", {}):
+            print(f"vmaf harmonic mean {result.metrics['vmaf']['harmonic_mean']:.4f} (libvmaf's pooling)")
+        if "mos" in result.metrics:
+            from visionbench.quality.mos import table_lines
+
+            print("\n".join(["", *table_lines(result.metrics["mos"]), ""]))
         print(f"run directory: {result.run_dir}")
 
 

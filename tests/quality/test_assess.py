@@ -68,8 +68,10 @@ def test_bad_input_names_the_files(tmp_path: Path, capsys: pytest.CaptureFixture
         code = cli.main(["quality", str(tmp_path / left), str(tmp_path / right), "--quiet", "--out", str(tmp_path / "r")])
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err
-    code = cli.main(["quality", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--metrics", "vmaf", "--quiet"])
-    assert code == 2 and "unknown quality metric 'vmaf'" in capsys.readouterr().err
+    # vmaf is a metric (issue 17); a model's name given as a metric is not, and the error suggests vmaf.
+    code = cli.main(["quality", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--metrics", "vmaf_neg", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown quality metric 'vmaf_neg'" in err and "Did you mean vmaf" in err
 
 
 def test_tensors_profiles_channels_and_crop() -> None:
@@ -88,8 +90,14 @@ def test_tensors_profiles_channels_and_crop() -> None:
         ry, dy, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255), abs=1e-9)
     assert studio.settings == {"kind": "tensors", "profile": "skimage", "channel": "y-studio", "data_range": 255.0,
                                "crop_border": 4, "metrics": ["psnr", "ssim"]}
-    matlab = assess(x, y, metrics=("ssim",), profile="matlab")
+    matlab = assess(x, y, metrics=("ssim",), profile="matlab", channel="rgb")
     assert matlab.rows[0]["ssim"] == float(ssim_matlab(x, y)[0])
+    # Without a channel the matlab profile compares MATLAB's rounded rgb2gray (issue 17).
+    from visionbench.quality.color import matlab_rgb2gray
+
+    matlab_gray = assess(x, y, metrics=("ssim",), profile="matlab")
+    assert matlab_gray.settings["channel"] == "gray-matlab"
+    assert matlab_gray.rows[0]["ssim"] == float(ssim_matlab(matlab_rgb2gray(x), matlab_rgb2gray(y))[0])
     every = assess(x.double() / 255, y.double() / 255, data_range=1.0,
                    metrics=("psnr", "ssim", "ms_ssim", "mse", "mae", "gmsd", "vif_p", "haarpsi", "fsim"))
     row = every.rows[0]

@@ -8,10 +8,15 @@ Conventions, all recorded in the result's ``settings`` and in ``metrics.json``:
 - **Channel** (:mod:`visionbench.quality.color`): ``rgb`` by default for images, ``y`` (the
   stored luma plane) for videos. A grayscale image paired with a colour one is an error in
   ``rgb`` (which channels would be compared is a guess); in ``y`` or ``y-studio`` both are compared
-  on luma, the grayscale image standing for R = G = B.
+  on luma, the grayscale image standing for R = G = B. Under the ``matlab`` profile images default
+  to ``gray-matlab`` (MATLAB's rounded ``rgb2gray``, what its scripts are run on), see
+  :func:`~visionbench.quality.color.default_channel`.
 - **Crop**: ``crop_border`` pixels removed from each side before any metric.
 - **Pooling**: each metric's mean over items with a 95% bootstrap interval over items, and for
   PSNR also ``psnr_pooled_mse``, the PSNR of the mean MSE (what FFmpeg prints for a video).
+- **VMAF** (:mod:`visionbench.quality.vmaf`; FFmpeg's libvmaf, on the CPU): ignores ``channel``
+  (libvmaf reads the videos' stored YUV, or YUV converted from each image pair as read); its
+  entry adds libvmaf's ``harmonic_mean`` and the model (``vmaf_model``).
 
 Memory stays bounded: items are processed one at a time, and only the few worst items keep
 small thumbnails for the report.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +39,9 @@ from PIL import Image, UnidentifiedImageError
 from visionbench.data.pairing import pair_by_relative_path
 from visionbench.metrics.stats import bootstrap_means, percentile_interval
 from visionbench.quality.catalog import QUALITY_METRICS, check_profile, measure_pair, resolve_metrics
-from visionbench.quality.color import check_channel, crop_border, to_channel
+from visionbench.quality.color import check_channel, crop_border, default_channel, to_channel
 from visionbench.quality.full_reference import psnr_db_of_mse, ssim_map
+from visionbench.quality.vmaf import check_vmaf_model, libvmaf_harmonic_mean, vmaf_image_pair, vmaf_videos
 
 # torchvision's IMG_EXTENSIONS, written out: importing torchvision would add ~160 MiB to every quality run.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
@@ -74,7 +80,8 @@ def assess(
     ref: str | Path | torch.Tensor, dist: str | Path | torch.Tensor, *, metrics: Sequence[str] = ("psnr", "ssim"),
     profile: str = "skimage", channel: str | None = None, crop: int = 0, data_range: float | None = None,
     resize: str | None = None, psnr_cap: float | str | None = None, examples: int = 6,
-    progress: Callable[[Iterable[Any], int | None], Iterable[Any]] | None = None,
+    progress: Callable[[Iterable[Any], int | None], Iterable[Any]] | None = None, vmaf_model: str = "vmaf_v0.6.1",
+    model_files: Mapping[str, str | Path] | None = None,
 ) -> QualityResult:
     """Full-reference quality of two tensors, images, folders or videos (see the module docstring).
 
@@ -82,7 +89,9 @@ def assess(
         ref, dist: ``(N, C, H, W)`` tensors, or paths to two images, two folders or two videos.
         metrics: names from :data:`visionbench.quality.catalog.QUALITY_METRICS`.
         profile: ``skimage``, ``matlab`` or ``ffmpeg`` (:mod:`visionbench.quality.catalog`).
-        channel: ``rgb``, ``y`` or ``y-studio``; default ``rgb`` for images, ``y`` for videos.
+        channel: ``rgb``, ``y``, ``y-studio``, ``gray-matlab`` or ``y-matlab``
+            (:mod:`visionbench.quality.color`); default ``rgb`` for images (``gray-matlab`` under
+            the ``matlab`` profile), ``y`` for videos.
         crop: pixels removed from each border before measuring.
         data_range: value range of the input; required for float tensors and 16-bit images.
         resize: resize each distorted image to its reference's size with this interpolation
@@ -93,6 +102,13 @@ def assess(
             ``"vmaf"`` for libvmaf's cap of ``6 · bits + 12`` dB (60 dB for 8-bit).
         examples: how many of the worst items keep thumbnails for the report.
         progress: wraps the item iterator (e.g. tqdm), given the item count when known.
+        vmaf_model: libvmaf's model for the ``vmaf`` metric (:mod:`visionbench.quality.vmaf`):
+            ``vmaf_v0.6.1``, ``vmaf_4k_v0.6.1`` or ``vmaf_v0.6.1neg``.
+        model_files: metric name → the user's model file: required for ``brisque`` (LIVE's
+            ``allmodel``, ``allrange`` beside it) and ``lpips`` (its weights), optional for
+            ``niqe`` (an ``.npz``, e.g. LIVE's ``modelparameters.mat`` converted:
+            :func:`~visionbench.quality.no_reference.load_niqe_model`); nothing is ever downloaded. No-reference
+            metrics (``niqe``, ``brisque``) score ``dist`` alone.
 
     Returns:
         A :class:`QualityResult`.
@@ -102,39 +118,63 @@ def assess(
         >>> assess(x, x, data_range=1.0).pooled["ssim"]["value"]
         1.0
     """
-    functions = resolve_metrics(tuple(metrics), check_profile(profile))
+    functions = resolve_metrics(tuple(metrics), check_profile(profile), model_files)
+    vmaf = functions.pop("vmaf", None) is not None  # scored by libvmaf (_VmafScorer), not by a tensor function
+    check_vmaf_model(vmaf_model)
     if resize is not None and resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}.")
-    source = _open_source(ref, dist, channel=channel, data_range=data_range, resize=resize)
+    source = _open_source(ref, dist, channel=channel, data_range=data_range, resize=resize, profile=profile)
     cap = _psnr_cap(psnr_cap, source.data_range)
     settings = {"kind": source.kind, "profile": profile, "channel": source.channel, "data_range": source.data_range,
                 "crop_border": crop, "metrics": list(metrics)}
     settings.update({"resize": resize} if resize else {}, **({"psnr_cap_db": cap} if cap is not None else {}))
+    scorer = _VmafScorer(vmaf_model, source, crop, progress) if vmaf else None  # a video's VMAF run comes first
+    settings.update({"vmaf_model": vmaf_model} if vmaf else {})
+    settings.update(_model_settings(metrics, model_files))
     worst = _WorstItems(examples, metrics[0], QUALITY_METRICS[metrics[0]].higher_is_better)
     rows = []
     items = progress(source.items, source.count) if progress else source.items
     with _torch_threads(1 if source.kind == "videos" else None):
         for name, time, x, y in items:
-            rows.append(_measure_item(name, time, x, y, source, crop, functions, profile, worst, cap))
+            extra = {"vmaf": scorer.score(len(rows), x, y)} if scorer else {}
+            rows.append(_measure_item(name, time, x, y, source, crop, functions, profile, worst, cap, metrics, extra))
     if not rows:
         raise ValueError(f"nothing to compare in {str(ref)!r} and {str(dist)!r}.")
     pooled = pool_rows(rows, metrics, data_range=source.data_range, kind=source.kind, psnr_cap=cap)
+    if scorer:
+        pooled["vmaf"].update(scorer.pooled(rows))
     pooled["settings"] = settings
     return QualityResult(rows=rows, pooled=pooled, unpaired=source.unpaired, settings=settings,
                          examples=worst.examples())
 
 
 def _measure_item(name: str, time: float | None, x: torch.Tensor, y: torch.Tensor, source: _Source, crop: int,
-                  functions: dict[str, Any], profile: str, worst: _WorstItems, cap: float | None) -> dict[str, Any]:
-    """One item's row (channel conversion and crop first); offers it to the worst items."""
+                  functions: dict[str, Any], profile: str, worst: _WorstItems, cap: float | None,
+                  metrics: Sequence[str], extra: dict[str, float]) -> dict[str, Any]:
+    """One item's row (channel conversion and crop first); offers it to the worst items. ``extra``
+    holds values measured elsewhere (VMAF), placed in ``metrics``' order with the others."""
     x, y = (crop_border(to_channel(v, source.channel, data_range=source.data_range), crop)  # type: ignore[arg-type]
             for v in (x, y))
     row: dict[str, Any] = {"item": name} if time is None else {"item": name, "time": round(time, 6)}
-    row.update(measure_pair(x, y, source.data_range, functions, profile))
+    values = {**measure_pair(x, y, source.data_range, functions, profile), **extra}
+    row.update({metric: values[metric] for metric in metrics})  # items.csv's columns: the metrics in order, then mse
+    row["mse"] = values["mse"]
     if cap is not None and "psnr" in row:
         row["psnr"] = min(row["psnr"], cap)
     worst.offer(row, x, y, source.data_range)
     return row
+
+
+def _model_settings(metrics: Sequence[str], model_files: Mapping[str, str | Path] | None) -> dict[str, Any]:
+    """What the settings record of the models used: the user's files, and NIQE's default model."""
+    recorded: dict[str, Any] = {}
+    if model_files:
+        recorded["model_files"] = {name: str(path) for name, path in model_files.items()}
+    if "niqe" in metrics and "niqe" not in (model_files or {}):
+        from visionbench.quality.niqe_model import SOURCE
+
+        recorded["niqe_model"] = SOURCE
+    return recorded
 
 
 @contextlib.contextmanager
@@ -156,6 +196,57 @@ def _torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+class _VmafScorer:
+    """VMAF per item (:mod:`visionbench.quality.vmaf`, libvmaf on the CPU). Videos: one libvmaf run
+    over both files before any frame is decoded here, its scores taken by frame index (so VMAF can
+    rank the worst frames too); images and tensors: one run per pair, as read and cropped (before
+    any channel conversion: libvmaf gets YUV made from the samples themselves)."""
+
+    def __init__(self, model: str, source: _Source, crop: int,
+                 progress: Callable[[Iterable[Any], int | None], Iterable[Any]] | None) -> None:
+        self.model, self.data_range, self.crop = model, source.data_range, crop
+        self.videos = source.videos
+        self.video = vmaf_videos(*source.videos, model=model, crop=crop, progress=progress) if source.videos else None
+        self.last = self.video
+
+    def score(self, index: int, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Item ``index``'s VMAF (``x``, ``y``: the pair as read, before channel conversion and crop)."""
+        if self.video is not None:
+            if index >= len(self.video.frames):
+                raise ValueError(self._count_error(f"at least {index + 1}"))
+            return self.video.frames[index]
+        self.last = vmaf_image_pair(crop_border(x, self.crop), crop_border(y, self.crop), self.data_range,
+                                    model=self.model)
+        return self.last.frames[0]
+
+    def _count_error(self, decoded: str) -> str:
+        ref, dist = self.videos  # type: ignore[misc]
+        scored = len(self.video.frames)  # type: ignore[union-attr]
+        return (f"libvmaf scored {scored} frame pairs of {str(ref.path)!r} and {str(dist.path)!r} "
+                f"but {decoded} were decoded; frames cannot be paired by index. Check that both videos decode "
+                "completely (ffmpeg -i FILE -f null -) and have the same number of frames.")
+
+    def pooled(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """What ``metrics.json``'s ``vmaf`` entry adds to the mean and interval over items: for videos
+        the mean (replacing ours, equal to it within the log's 6 decimals) and harmonic mean as libvmaf
+        reports them; for images libvmaf's harmonic-mean formula over the items; the model and inputs."""
+        if self.video is not None:
+            if len(rows) != len(self.video.frames):
+                raise ValueError(self._count_error(str(len(rows))))
+            pix_fmt = self.videos[0].pix_fmt  # type: ignore[index]
+            entry = {"value": self.video.mean, "harmonic_mean": self.video.harmonic_mean,
+                     "pooling": "libvmaf's pooled mean and harmonic mean over frames",
+                     "input": f"the stored {pix_fmt} planes"}
+        else:
+            bits = round(math.log2(self.data_range + 1))
+            entry = {"harmonic_mean": libvmaf_harmonic_mean([row["vmaf"] for row in rows]),
+                     "pooling": "mean over items; harmonic mean n / sum(1 / (v + 1)) - 1, as libvmaf's",
+                     "input": f"YUV 4:4:4, {bits}-bit, BT.601 studio range, converted from each image pair"}
+        last: Any = self.last
+        entry.update(model=self.model, libvmaf_version=last.libvmaf_version, ffmpeg=last.ffmpeg)
+        return entry
+
+
 # --- sources -------------------------------------------------------------------------------------
 
 
@@ -167,6 +258,7 @@ class _Source:
     channel: str
     data_range: float
     unpaired: dict[str, list[str]]
+    videos: tuple[Any, Any] | None = None  # the two probed VideoInfo of a "videos" source (for VMAF's own run)
 
 
 def _psnr_cap(cap: float | str | None, data_range: float) -> float | None:
@@ -185,11 +277,11 @@ def _psnr_cap(cap: float | str | None, data_range: float) -> float | None:
 
 
 def _open_source(ref: Any, dist: Any, *, channel: str | None, data_range: float | None,
-                 resize: str | None = None) -> _Source:
-    """The items to compare, and the settings they imply."""
+                 resize: str | None = None, profile: str = "skimage") -> _Source:
+    """The items to compare, and the settings they imply (``channel=None``: the profile's default)."""
     no_unpaired: dict[str, list[str]] = {"reference_only": [], "distorted_only": []}
     if isinstance(ref, torch.Tensor) or isinstance(dist, torch.Tensor):
-        return _tensor_source(ref, dist, channel=channel, data_range=data_range, resize=resize)
+        return _tensor_source(ref, dist, channel=channel, data_range=data_range, resize=resize, profile=profile)
     ref, dist = Path(ref), Path(dist)
     from visionbench.quality.video import check_videos_match, is_video, paired_frames, probe_video
 
@@ -201,12 +293,13 @@ def _open_source(ref: Any, dist: Any, *, channel: str | None, data_range: float 
                              "(e.g. ffmpeg -vf scale=W:H), so the scaler is the one you choose.")
         ref_info, dist_info = probe_video(ref), probe_video(dist)
         check_videos_match(ref_info, dist_info)
-        channel = check_channel(channel or "y")
+        channel = check_channel(channel or default_channel(profile, video=True))
         frames = ((str(i), t, x, y) for i, t, x, y in paired_frames(ref_info, dist_info, channel=channel))
         bits = 8 if channel == "rgb" else ref_info.bits
-        return _Source("videos", frames, ref_info.frames, channel, data_range or float(2**bits - 1), no_unpaired)
+        return _Source("videos", frames, ref_info.frames, channel, data_range or float(2**bits - 1), no_unpaired,
+                       videos=(ref_info, dist_info))
     pairs, unpaired = _image_pairs(ref, dist)
-    channel = check_channel(channel or "rgb")
+    channel = check_channel(channel or default_channel(profile))
     items = _image_items(pairs, data_range, resize, channel)
     first = next(items)  # read the first pair now: its bit depth fixes the data range
     kind = "images" if ref.is_file() else "folders"
@@ -223,7 +316,7 @@ def _prepend(first: tuple[str, float | None, float, torch.Tensor, torch.Tensor],
 
 
 def _tensor_source(ref: Any, dist: Any, *, channel: str | None, data_range: float | None,
-                   resize: str | None) -> _Source:
+                   resize: str | None, profile: str = "skimage") -> _Source:
     if not (isinstance(ref, torch.Tensor) and isinstance(dist, torch.Tensor)):
         raise TypeError("give two tensors or two paths, not one of each.")
     if resize and ref.ndim == dist.ndim == 4 and ref.shape[:2] == dist.shape[:2]:
@@ -234,7 +327,8 @@ def _tensor_source(ref: Any, dist: Any, *, channel: str | None, data_range: floa
     range_ = _default_range(ref.dtype, data_range, "the tensors")
     items = ((str(i), None, ref[i : i + 1], dist[i : i + 1]) for i in range(ref.shape[0]))
     no_unpaired: dict[str, list[str]] = {"reference_only": [], "distorted_only": []}
-    return _Source("tensors", items, ref.shape[0], check_channel(channel or "rgb"), range_, no_unpaired)
+    channel = check_channel(channel or default_channel(profile, channels=ref.shape[1]))
+    return _Source("tensors", items, ref.shape[0], channel, range_, no_unpaired)
 
 
 def _default_range(dtype: torch.dtype, data_range: float | None, where: str) -> float:

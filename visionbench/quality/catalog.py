@@ -14,15 +14,28 @@ A **profile** names the reference a metric reproduces exactly:
 
 Under ``ffmpeg``, ``mse`` is FFmpeg's ``mse_avg`` (on the rounded integer planes, plane-area
 weighted), the MSE behind its PSNR. Metrics without a profile-specific form (``mae``, ``gmsd``,
-``vif_p``, ``haarpsi``, ``fsim``) are the same under every profile. Every function takes ``(x, y, data_range)`` on
-``(N, C, H, W)`` tensors and returns float64 ``[N]``.
+``vif_p``, ``haarpsi``, ``fsim``, ``vmaf``) are the same under every profile. Every function takes
+``(x, y, data_range)`` on ``(N, C, H, W)`` tensors and returns float64 ``[N]``; ``vmaf`` (FFmpeg's
+libvmaf, integer samples, not differentiable) is run by :func:`~visionbench.quality.assess` on the
+pairs as read, and on whole videos, before any channel conversion (:mod:`visionbench.quality.vmaf`).
+FFmpeg-profile integer sums run on the CPU whatever the tensors' device (values return on it).
+
+**No-reference** metrics (``niqe``, ``brisque``; :mod:`~visionbench.quality.no_reference`) score the
+distorted image ``y`` alone; the reference is still read and paired (give the same path twice when
+there is none). **Model files** come only from the user, never from the network: ``brisque`` needs
+one (the LIVE release's ``allmodel`` with ``allrange`` beside it), ``lpips`` too (its weights,
+:mod:`~visionbench.quality.learned`), and ``niqe`` takes one optionally (LIVE's
+``modelparameters.mat`` converted to ``.npz``; by default the model visionbench fits on
+scikit-image's photographs).
+``fsim`` of grayscale planes (e.g. ``--channel gray-matlab``) is FSIM, of RGB FSIMc.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -32,16 +45,22 @@ PROFILES: tuple[str, ...] = ("skimage", "matlab", "ffmpeg")
 ANY_PROFILE = "*"
 
 MetricFunction = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+ModelFile = Literal["none", "optional", "required"]
 
 
 @dataclass(frozen=True)
 class QualityMetric:
-    """One named metric: its direction, a one-line description and its function per profile."""
+    """One named metric: its direction, a one-line description and its function per profile; whether
+    it needs a reference, and whether it takes a model file (``with_file`` builds its function from
+    the user's file, or from ``None`` for an optional file)."""
 
     name: str
     higher_is_better: bool
     description: str
     functions: dict[str, MetricFunction]
+    reference: bool = True
+    model_file: ModelFile = "none"
+    with_file: Callable[[Path | None], MetricFunction] | None = None
 
     def function(self, profile: str) -> MetricFunction:
         """The function under ``profile`` (a ``ValueError`` when the metric has no such form)."""
@@ -65,6 +84,66 @@ def _lazy(module: str, name: str, *, with_range: bool = True) -> MetricFunction:
     return call
 
 
+def _fsim(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    """FSIMc of RGB planes, FSIM of a single plane (whose colour terms do not exist)."""
+    from visionbench.quality.perceptual import fsim
+
+    return fsim(x, y, data_range=r, chromatic=x.shape[1] == 3)
+
+
+def _niqe_with(path: Path | None) -> MetricFunction:
+    """NIQE of the distorted image with the pristine model of ``path`` (the shipped one for None)."""
+    from visionbench.quality.no_reference import load_niqe_model, niqe
+
+    model = load_niqe_model(path)
+
+    def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+        return niqe(y, data_range=r, model=model)
+
+    call.__name__ = call.__qualname__ = "no_reference.niqe"
+    return call
+
+
+def _brisque_with(path: Path | None) -> MetricFunction:
+    """BRISQUE of the distorted image with the user's regressor (``path`` is required)."""
+    from visionbench.quality.no_reference import brisque, load_brisque_model
+
+    model = load_brisque_model(path)  # type: ignore[arg-type]
+
+    def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+        return brisque(y, data_range=r, model=model)
+
+    call.__name__ = call.__qualname__ = "no_reference.brisque"
+    return call
+
+
+def _lpips_with(path: Path | None) -> MetricFunction:
+    """LPIPS with the user's weights file (``path`` is required)."""
+    from visionbench.quality.learned import load_lpips, lpips
+
+    weights = load_lpips(path)  # type: ignore[arg-type]
+
+    def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+        return lpips(x, y, data_range=r, weights=weights)
+
+    call.__name__ = call.__qualname__ = "learned.lpips"
+    return call
+
+
+def _niqe_default(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+    """NIQE of the distorted image with the shipped pristine model."""
+    return _niqe_with(None)(x, y, r)
+
+
+def _needs_file(name: str, what: str) -> MetricFunction:
+    """A function that says which file ``name`` needs (for callers that skip :func:`resolve_metrics`)."""
+
+    def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+        raise ValueError(f"{name} needs {what}; nothing is downloaded. Pass model_files={{{name!r}: FILE}}.")
+
+    return call
+
+
 def integer_planes(x: torch.Tensor) -> torch.Tensor:
     """``x`` as FFmpeg's integer samples: unchanged when already integral, else rounded half up."""
     if not x.is_floating_point():
@@ -73,7 +152,8 @@ def integer_planes(x: torch.Tensor) -> torch.Tensor:
 
 
 def _planes(x: torch.Tensor) -> list[torch.Tensor]:
-    return [integer_planes(x[:, c]) for c in range(x.shape[1])]
+    # FFmpeg's exact integer sums are CPU code; CUDA planes are copied over (small next to decoding).
+    return [integer_planes(x[:, c]).cpu() for c in range(x.shape[1])]
 
 
 def ffmpeg_scores(x: torch.Tensor, y: torch.Tensor, r: float) -> dict[str, torch.Tensor]:
@@ -103,7 +183,7 @@ def _ffmpeg(key: str) -> MetricFunction:
     scores = ffmpeg_psnr_scores if key in ("mse_avg", "psnr_avg") else ffmpeg_scores
 
     def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
-        return scores(x, y, r)[key]
+        return scores(x, y, r)[key].to(x.device)
 
     call.__name__ = call.__qualname__ = f"ffmpeg.{key}"
     return call
@@ -127,7 +207,17 @@ QUALITY_METRICS: dict[str, QualityMetric] = {m.name: m for m in (
                   {ANY_PROFILE: _lazy("perceptual", "vif_p")}),
     QualityMetric("haarpsi", True, "Haar wavelet perceptual similarity (Reisenhofer et al. 2018)",
                   {ANY_PROFILE: _lazy("perceptual", "haarpsi")}),
-    QualityMetric("fsim", True, "feature similarity (Zhang et al. 2011)", {ANY_PROFILE: _lazy("perceptual", "fsim")}),
+    QualityMetric("fsim", True, "feature similarity (Zhang et al. 2011)", {ANY_PROFILE: _fsim}),
+    QualityMetric("niqe", False, "no-reference naturalness (Mittal et al. 2013), of DIST alone",
+                  {ANY_PROFILE: _niqe_default}, reference=False, model_file="optional", with_file=_niqe_with),
+    QualityMetric("brisque", False, "no-reference spatial quality (Mittal et al. 2012), of DIST alone; "
+                  "needs your trained model", {ANY_PROFILE: _needs_file("brisque", "a trained model (LIVE's allmodel)")},
+                  reference=False, model_file="required", with_file=_brisque_with),
+    QualityMetric("lpips", False, "learned perceptual distance, VGG (Zhang et al. 2018); needs your weights file",
+                  {ANY_PROFILE: _needs_file("lpips", "a weights file")}, model_file="required", with_file=_lpips_with),
+    # Scored by FFmpeg's libvmaf (visionbench.quality.vmaf); assess() runs it on whole videos, not frame by frame.
+    QualityMetric("vmaf", True, "Netflix's VMAF through FFmpeg's libvmaf (CPU), 0-100",
+                  {ANY_PROFILE: _lazy("vmaf", "vmaf")}),
 )}
 
 
@@ -138,11 +228,22 @@ def check_profile(profile: str) -> Profile:
     return profile  # type: ignore[return-value]
 
 
-def resolve_metrics(names: tuple[str, ...] | list[str], profile: str) -> dict[str, MetricFunction]:
-    """Name → function for ``names`` under ``profile``; unknown names get close-match suggestions."""
+def resolve_metrics(names: tuple[str, ...] | list[str], profile: str,
+                    model_files: Mapping[str, str | Path] | None = None) -> dict[str, MetricFunction]:
+    """Name → function for ``names`` under ``profile``; unknown names get close-match suggestions.
+
+    ``model_files`` maps metric names to the user's model files (``brisque`` and ``lpips`` need
+    one, ``niqe`` takes one); each is loaded once here.
+    """
     import difflib
 
     check_profile(profile)
+    files = {name: Path(path) for name, path in (model_files or {}).items()}
+    for name in files:
+        if name not in names:
+            raise ValueError(f"a model file is given for {name!r}, which is not among the metrics {', '.join(names)}.")
+        if name in QUALITY_METRICS and QUALITY_METRICS[name].model_file == "none":
+            raise ValueError(f"{name} takes no model file; leave it out of model_files.")
     if not names:
         raise ValueError(f"give at least one metric, from: {', '.join(QUALITY_METRICS)}.")
     resolved = {}
@@ -151,7 +252,14 @@ def resolve_metrics(names: tuple[str, ...] | list[str], profile: str) -> dict[st
             close = difflib.get_close_matches(name, list(QUALITY_METRICS), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown quality metric {name!r}; known: {', '.join(QUALITY_METRICS)}.{hint}")
-        resolved[name] = QUALITY_METRICS[name].function(profile)
+        metric = QUALITY_METRICS[name]
+        if metric.with_file is None:
+            resolved[name] = metric.function(profile)
+        elif metric.model_file == "required" and name not in files:
+            raise ValueError(f"{name} needs a model file you provide (nothing is downloaded): pass "
+                             f"model_files={{{name!r}: FILE}} (see visionbench.quality.catalog).")
+        else:
+            resolved[name] = metric.with_file(files.get(name))
     return resolved
 
 

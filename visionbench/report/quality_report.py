@@ -1,9 +1,10 @@
 """The ``report.html`` of a quality run, built only from its files: ``config.yaml``,
 ``metrics.json``, ``items.csv`` and ``examples.npz``.
 
-Sections: the pooled metrics with their intervals and conventions, each metric per frame (videos)
-or per item (folders), the worst items side by side with their difference and SSIM maps, the
-unpaired files, and the settings.
+Sections: the pooled metrics with their intervals and conventions, the agreement with human
+scores (runs with ``--mos``: each metric against the scores with its fitted curve, the correlation
+table and its per-type breakdown), each metric per frame (videos) or per item (folders), the worst
+items side by side with their difference and SSIM maps, the unpaired files, and the settings.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _read_items(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
-        return [{k: _number(v) if k not in ("item",) else v for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [{k: _number(v) if k not in ("item", "type") else v for k, v in row.items()}  # type: distortion type
+                for row in csv.DictReader(handle)]
 
 
 def _number(text: str) -> float:
@@ -83,6 +85,55 @@ def _worst_section(examples: list[dict[str, Any]], rows: list[dict[str, Any]], m
     return "worst", "Worst items", "".join(parts)
 
 
+def _mos_cell(entry: dict[str, Any], sign: int = 1) -> list[str]:
+    """A statistic's value and interval as table cells, multiplied by ``sign``."""
+    value = entry.get("value")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ["—", f"undefined: {entry['undefined']}" if entry.get("undefined") else "—"]
+    low, high = sorted(sign * (math.nan if v is None else v) for v in entry.get("ci95") or [None, None])
+    return [html.number(sign * value), html.interval([low, high])]
+
+
+def _mos_rows(entries: dict[str, Any], first: list[str]) -> list[list[str]]:
+    """Table rows ``first + [n, SROCC, CI, KROCC, CI, PLCC, CI, RMSE, CI]`` per metric entry."""
+    rows = []
+    for metric, entry in entries.items():
+        sign = entry.get("direction", 1)
+        cells = [*first, metric, str(entry.get("n"))]
+        for name in ("srocc", "krocc", "plcc", "rmse"):
+            cells += _mos_cell(entry[name], sign if name in ("srocc", "krocc") else 1)
+        rows.append(cells)
+    return rows
+
+
+def _mos_section(metrics: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, str, str]:
+    from visionbench.report.mos_plots import metric_vs_scores
+
+    section = metrics["mos"]
+    scale = str(section.get("scale", "mos")).upper()
+    headers = ["metric", "n", "SROCC", "95% CI", "KROCC", "95% CI", "PLCC", "95% CI", "RMSE", "95% CI"]
+    numeric = range(1, len(headers))
+    parts = [html.note(f"{section.get('num_scored')} scored pair(s) of {section.get('scores_file')} "
+                       f"({scale}: {'higher' if section.get('higher_score_is_better', True) else 'lower'} is better). "
+                       "SROCC and KROCC are multiplied by −1 for metrics whose lower values mean better quality (and "
+                       "for DMOS), as papers print |SROCC|: a negative value means the metric ranks the images the "
+                       "wrong way round. PLCC and RMSE compare the scores with the metric mapped by the fitted curve "
+                       "(VQEG 5-parameter logistic; 4-parameter or linear when it fails). 95% intervals over "
+                       f"{section.get('resamples')} bootstrap resamples of the images, the mapping held fixed.")]
+    if any(isinstance(r.get("score"), float) and math.isfinite(r["score"]) for r in rows):
+        parts.append(html.image(metric_vs_scores(rows, section), f"metrics against {scale} with the fitted curves"))
+    parts.append(html.table(headers, _mos_rows(section["metrics"], []), numeric=numeric))
+    fits = [[metric, entry["fit"]["kind"], ", ".join(f"{k} = {v:.6g}" for k, v in entry["fit"]["params"].items()),
+             "; ".join(entry["fit"]["notes"]) or "—"] for metric, entry in section["metrics"].items() if entry.get("fit")]
+    if fits:
+        parts.append(html.table(["metric", "fit", "parameters (metric units)", "earlier fits not used"], fits))
+    if section.get("per_type"):
+        parts.append(html.note("Per distortion type, each with the mapping fitted on all images."))
+        type_rows = [row for kind, entries in section["per_type"].items() for row in _mos_rows(entries, [kind])]
+        parts.append(html.table(["type", *headers], type_rows, numeric=range(2, len(headers) + 1)))
+    return "mos", f"Agreement with human scores ({scale})", "".join(parts)
+
+
 def _unpaired_section(metrics: dict[str, Any]) -> tuple[str, str, str] | str:
     unpaired = metrics.get("unpaired") or {}
     left, right = unpaired.get("reference_only", []), unpaired.get("distorted_only", [])
@@ -106,7 +157,8 @@ def render_quality_report(run_dir: Path) -> str:
     first = names[0] if names else "ssim"
     higher = bool(metrics.get(first, {}).get("higher_is_better", True))
     sections, notes = [], []
-    for result in (_metrics_section(metrics), _per_item_section(rows, names, settings.get("kind", "")),
+    for result in (_metrics_section(metrics), *([_mos_section(metrics, rows)] if metrics.get("mos") else []),
+                   _per_item_section(rows, names, settings.get("kind", "")),
                    _worst_section(read_examples(run_dir), rows, first, higher), _unpaired_section(metrics),
                    ("config", "Settings", html.config_table(config))):
         (notes.append if isinstance(result, str) else sections.append)(result)
