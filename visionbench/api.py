@@ -152,7 +152,7 @@ def train(
                 metrics, config = fit(config, run_dir, runtime, resume=resume is not None,
                                       extend=resume is not None and bool(overrides))
         except KeyboardInterrupt as error:
-            if runtime.dist.is_main:
+            if runtime.dist.is_main and eval_split == "test":  # a sweep's trial: the sweep says how to continue
                 saved = f" ({error})" if isinstance(error, TrainingInterrupted) else ""
                 print(f"\ninterrupted{saved}; continue with: visionbench train --resume {run_dir}", file=sys.stderr)
             raise
@@ -513,7 +513,8 @@ def quality(
     (:mod:`visionbench.quality.mos`). ``dmos``: lower scores mean better quality. ``mos_partial``:
     pairs without a score and scores without a pair are left out (listed) instead of an error.
     ``model_files`` (metric name → file) gives the models of ``brisque`` (LIVE's SVR model, as
-    ``.npz``) and ``lpips`` (a local LPIPS weights file); nothing is ever downloaded.
+    ``.npz``), ``lpips`` (a local LPIPS weights file) and ``dists`` (DISTS' alpha/beta, with the VGG16
+    or from the torch hub cache); nothing is ever downloaded.
 
     Example:
         >>> result = quality("ref.png", "dist.png", quiet=True)  # doctest: +SKIP

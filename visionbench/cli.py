@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("dist", metavar="DIST", help="distorted image, folder or video")
     quality.add_argument("--metrics", default="psnr,ssim",
                          help="comma-separated, from: psnr, ssim, ms_ssim, mse, mae, gmsd, vif_p, haarpsi, fsim, "
-                              "vmaf (FFmpeg's libvmaf), lpips (--model-file lpips=FILE), and the no-reference niqe "
+                              "vmaf (FFmpeg's libvmaf), lpips and dists (--model-file lpips=FILE), and the no-reference niqe "
                               "and brisque (--model-file brisque=FILE), which score DIST alone (default: psnr,ssim)")
     quality.add_argument("--profile", default="skimage", choices=("skimage", "matlab", "ffmpeg"),
                          help="skimage: scikit-image's PSNR/SSIM (default); matlab: Wang's ssim.m/msssim.m with "
@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "instead of stopping with an error")
     quality.add_argument("--model-file", action="append", default=[], metavar="METRIC=FILE",
                          help="a local model of a metric that needs one (brisque=LIVE's SVR model as .npz, "
-                              "lpips=LPIPS weights); repeat for several; nothing is downloaded")
+                              "lpips=LPIPS weights, dists=DISTS alpha/beta with or without the VGG16); repeat for "
+                              "several; nothing is downloaded")
     quality.add_argument("--csv", action="store_true", help="print one CSV row per image pair or frame on stdout")
     _add_output_options(quality, "quality", "no progress bar or log lines on stderr")
 
@@ -312,10 +313,12 @@ def _run_sweep(args: argparse.Namespace) -> None:
     summary = result.summary
     best, final = summary["best"], summary["final"]
     states = [t["state"] for t in summary["trials"]]
+    resumed = sum(1 for t in summary["trials"] if t["state"] == "FAIL" and str(t.get("error", "")).startswith("cut short"))
+    failed = states.count("FAIL") - resumed
     print(f"{len(states)} trials: {states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
-          f"{states.count('FAIL')} failed")
+          f"{failed} failed" + (f", {resumed} cut short and resumed" if resumed else ""))
     if best is not None:
-        print(f"best trial {best['number']}: {summary['monitor']} {best['value']:.4f} with "
+        print(f"best trial {best['number']} ({best['run_dir']}): {summary['monitor']} {best['value']:.4f} with "
               f"{json.dumps(best['params'])}")
     if final is not None:
         validation, headline = final["validation"], final["headline"]

@@ -53,17 +53,18 @@ def pair() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """This test's own LPIPS weights (random) and a small BRISQUE regressor."""
-    from visionbench.quality.learned import LpipsNetwork
+    from visionbench.quality.learned import DistsNetwork, LpipsNetwork
 
     root = tmp_path_factory.mktemp("parity_models")
     torch.manual_seed(0)
     torch.save(LpipsNetwork().state_dict(), root / "lpips.pt")
+    torch.save(DistsNetwork().state_dict(), root / "dists.pt")
     rng = np.random.default_rng(1)
     lines = ["svm_type epsilon_svr", "kernel_type rbf", "gamma 0.05", "rho -3.0", "SV"]
     lines += [f"{rng.normal():.6f} " + " ".join(f"{i}:{rng.uniform(-1, 1):.6f}" for i in range(1, 37)) for _ in range(4)]
     (root / "allmodel").write_text("\n".join(lines) + "\n")
     (root / "allrange").write_text("x\n-1 1\n" + "".join(f"{i} -1 3\n" for i in range(1, 37)))
-    return {"lpips": root / "lpips.pt", "brisque": root / "allmodel"}
+    return {"lpips": root / "lpips.pt", "dists": root / "dists.pt", "brisque": root / "allmodel"}
 
 
 @pytest.mark.parametrize(("name", "profile"), _cases(), ids=[f"{n}-{p}" for n, p in _cases()])

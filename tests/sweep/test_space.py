@@ -418,7 +418,7 @@ def range_specs(draw: Any) -> tuple[str, dict[str, Any]]:
         return "weight_decay", {"uniform": [float(low), float(high)], "step": float(step)}
     if kind == "loguniform":
         low = 10.0 ** draw(st.integers(-8, 0))
-        return "lr", {"loguniform": [low, low * draw(st.floats(1.01, 1e4))]}
+        return "lr", {"loguniform": [low, min(low * draw(st.floats(1.01, 1e4)), 100.0)]}  # config: lr <= 100
     low = draw(st.integers(1, 500))
     if kind == "int_log":
         return "epochs", {"int": [low, low + draw(st.integers(1, 10**6))], "log": True}

@@ -23,8 +23,8 @@ FFmpeg-profile integer sums run on the CPU whatever the tensors' device (values 
 **No-reference** metrics (``niqe``, ``brisque``; :mod:`~visionbench.quality.no_reference`) score the
 distorted image ``y`` alone; the reference is still read and paired (give the same path twice when
 there is none). **Model files** come only from the user, never from the network: ``brisque`` needs
-one (the LIVE release's ``allmodel`` with ``allrange`` beside it), ``lpips`` too (its weights,
-:mod:`~visionbench.quality.learned`), and ``niqe`` takes one optionally (LIVE's
+one (the LIVE release's ``allmodel`` with ``allrange`` beside it), ``lpips`` and ``dists`` too (their
+weights, :mod:`~visionbench.quality.learned`), and ``niqe`` takes one optionally (LIVE's
 ``modelparameters.mat`` converted to ``.npz``; by default the model visionbench fits on
 scikit-image's photographs).
 ``fsim`` of grayscale planes (e.g. ``--channel gray-matlab``) is FSIM, of RGB FSIMc.
@@ -130,6 +130,19 @@ def _lpips_with(path: Path | None) -> MetricFunction:
     return call
 
 
+def _dists_with(path: Path | None) -> MetricFunction:
+    """DISTS with the user's weights file (``path`` is required; VGG-16 from it or the torch hub cache)."""
+    from visionbench.quality.learned import dists, load_dists
+
+    weights = load_dists(path)  # type: ignore[arg-type]
+
+    def call(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
+        return dists(x, y, data_range=r, weights=weights)
+
+    call.__name__ = call.__qualname__ = "learned.dists"
+    return call
+
+
 def _niqe_default(x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:
     """NIQE of the distorted image with the shipped pristine model."""
     return _niqe_with(None)(x, y, r)
@@ -215,6 +228,9 @@ QUALITY_METRICS: dict[str, QualityMetric] = {m.name: m for m in (
                   reference=False, model_file="required", with_file=_brisque_with),
     QualityMetric("lpips", False, "learned perceptual distance, VGG (Zhang et al. 2018); needs your weights file",
                   {ANY_PROFILE: _needs_file("lpips", "a weights file")}, model_file="required", with_file=_lpips_with),
+    QualityMetric("dists", False, "deep image structure and texture similarity (Ding et al. 2020); needs your "
+                  "weights file", {ANY_PROFILE: _needs_file("dists", "a weights file (alpha and beta)")},
+                  model_file="required", with_file=_dists_with),
     # Scored by FFmpeg's libvmaf (visionbench.quality.vmaf); assess() runs it on whole videos, not frame by frame.
     QualityMetric("vmaf", True, "Netflix's VMAF through FFmpeg's libvmaf (CPU), 0-100",
                   {ANY_PROFILE: _lazy("vmaf", "vmaf")}),
@@ -232,8 +248,8 @@ def resolve_metrics(names: tuple[str, ...] | list[str], profile: str,
                     model_files: Mapping[str, str | Path] | None = None) -> dict[str, MetricFunction]:
     """Name → function for ``names`` under ``profile``; unknown names get close-match suggestions.
 
-    ``model_files`` maps metric names to the user's model files (``brisque`` and ``lpips`` need
-    one, ``niqe`` takes one); each is loaded once here.
+    ``model_files`` maps metric names to the user's model files (``brisque``, ``lpips`` and
+    ``dists`` need one, ``niqe`` takes one); each is loaded once here.
     """
     import difflib
 

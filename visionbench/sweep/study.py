@@ -13,6 +13,7 @@ Optuna is imported inside the functions (the ``visionbench[sweep]`` extra).
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +27,9 @@ GRACE_SECONDS = 60  # … and is failed (then resumed by a new trial) when none 
 RESUMES = "resumes"  # user attribute: the trial number whose run directory this trial continues
 WORKER = "worker"  # user attribute: "host:pid" of the process running the trial
 INTERRUPTED = "interrupted"  # user attribute: the trial stopped on Ctrl-C / SIGTERM (resumed on the next run)
+ERROR = "error"  # user attribute: the trial's own error (a failed trial without it was cut short: resumed)
+_WORKER_SEED_STRIDE = 7919  # sampler seeds of workers started together lie this far apart
+_CREATE_ATTEMPTS = 5
 # Extra Optuna startup trials do not pay off for sweeps of a few dozen trials; TPE's default is 10.
 _ASHA_REDUCTION = 3
 
@@ -57,18 +61,20 @@ def open_storage(url: str) -> Any:
                                           grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=requeue)
 
 
-def make_sampler(settings: SweepSettings, space: dict[str, Any], offset: int = 0) -> Any:
+def make_sampler(settings: SweepSettings, space: dict[str, Any], offset: int = 0, worker: int = 0) -> Any:
     """The sampler ``settings`` names, seeded with ``settings.seed + offset`` (``offset``: the trials
-    already in the study, so a restarted sweep does not draw its first trials' parameters again)."""
+    already in the study, so a restarted sweep does not draw its first trials' parameters again) and
+    apart for each ``worker`` (workers opening the study together would otherwise draw in lockstep)."""
     optuna = optuna_module()
-    seed = settings.seed + offset
+    seed = settings.seed + offset + _WORKER_SEED_STRIDE * worker
     if settings.sampler == "grid":
         from visionbench.sweep.space import grid_values
 
         return optuna.samplers.GridSampler(grid_values(space), seed=settings.seed)
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    # constant_liar: a running trial counts as a poor result, so parallel workers spread out
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(name: str) -> Any:
@@ -82,14 +88,26 @@ def make_pruner(name: str) -> Any:
     return optuna.pruners.NopPruner()
 
 
-def open_study(settings: SweepSettings, space: dict[str, Any]) -> tuple[Any, Any]:
-    """``(study, storage)`` of ``settings``: the study created on first use, else loaded, its sampler
-    seeded past the trials it already has."""
+def open_study(settings: SweepSettings, space: dict[str, Any], *, storage_url: str, worker: int = 0
+               ) -> tuple[Any, Any]:
+    """``(study, storage)`` of ``settings`` at ``storage_url``: the study created on first use, else
+    loaded, its sampler seeded past the trials it already has and apart for ``worker``.
+
+    Two processes creating one study's tables at once can collide (the losing one sees an integrity
+    or "already exists" error from the database); the creation is retried, then the study loaded.
+    """
     optuna = optuna_module()
-    storage = open_storage(settings.storage)
-    study = optuna.create_study(storage=storage, study_name=settings.study, direction=settings.direction,
-                                pruner=make_pruner(settings.pruner), load_if_exists=True)
-    study.sampler = make_sampler(settings, space, offset=len(study.get_trials(deepcopy=False)))
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            storage = open_storage(storage_url)
+            study = optuna.create_study(storage=storage, study_name=settings.study, direction=settings.direction,
+                                        pruner=make_pruner(settings.pruner), load_if_exists=True)
+            break
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy's errors: retried, then raised as they are
+            if attempt == _CREATE_ATTEMPTS - 1 or not type(error).__module__.startswith(("sqlalchemy", "optuna")):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    study.sampler = make_sampler(settings, space, offset=len(study.get_trials(deepcopy=False)), worker=worker)
     return study, storage
 
 
@@ -109,45 +127,68 @@ def requeue(study: Any, trial: Any) -> None:
     study.enqueue_trial(trial.params, user_attrs={RESUMES: original_number(trial)})
 
 
-def recover_dead_trials(study: Any, storage: Any) -> list[int]:
-    """Fail the running trials whose process on this machine is gone, and queue every trial that was
-    cut short (those, and trials stopped by Ctrl-C) again, once; returns the trial numbers queued.
+def latest_attempts(trials: list[Any]) -> dict[int, Any]:
+    """For each trial run directory (original number), its latest attempt (the highest trial number)."""
+    latest: dict[int, Any] = {}
+    for trial in trials:
+        number = original_number(trial)
+        if number not in latest or trial.number > latest[number].number:
+            latest[number] = trial
+    return latest
 
-    A trial of another machine is left to its heartbeat (:data:`GRACE_SECONDS`).
+
+def cut_short(trial: Any) -> bool:
+    """Whether a failed trial stopped without an error of its own (Ctrl-C, SIGTERM, its process
+    killed, its heartbeat lost): its run directory is to be resumed, not given up."""
+    return trial.state.name == "FAIL" and ERROR not in trial.user_attrs
+
+
+def recover_dead_trials(study: Any) -> list[int]:
+    """Fail the running trials whose process on this machine is gone, then queue once more every
+    trial of this machine whose latest attempt was cut short; returns the trial numbers queued.
+
+    Called once per command, before its workers start (two workers recovering at once would queue
+    one trial twice). Another machine's trials are left to it, or to their heartbeat
+    (:data:`GRACE_SECONDS`).
     """
     optuna = optuna_module()
     state = optuna.trial.TrialState
-    trials = study.get_trials(deepcopy=False)
-    resumed = {int(t.user_attrs[RESUMES]) for t in trials if RESUMES in t.user_attrs}
+    host = worker_id().rpartition(":")[0]
+    for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        if process_is_gone(str(trial.user_attrs.get(WORKER, ""))):
+            try:
+                study.tell(trial.number, state=state.FAIL)
+            except (RuntimeError, ValueError):  # finished meanwhile (its heartbeat, another command)
+                pass
     queued = []
-    for trial in trials:
-        dead = trial.state == state.RUNNING and process_is_gone(str(trial.user_attrs.get(WORKER, "")))
-        if dead:
-            storage.set_trial_state_values(trial._trial_id, state=state.FAIL)
-        interrupted = trial.state == state.FAIL and trial.user_attrs.get(INTERRUPTED)
-        if (dead or interrupted) and original_number(trial) not in resumed:
+    for trial in latest_attempts(study.get_trials(deepcopy=False)).values():
+        mine = str(trial.user_attrs.get(WORKER, "")).rpartition(":")[0] == host
+        if cut_short(trial) and mine:
             requeue(study, trial)
-            resumed.add(original_number(trial))
             queued.append(trial.number)
     return queued
 
 
 def finished_count(study: Any) -> int:
-    """Trials that count towards ``--trials``: complete, pruned, and failed ones that no later trial
-    resumes (a trial that will be resumed is not finished)."""
-    optuna = optuna_module()
-    state = optuna.trial.TrialState
-    trials = study.get_trials(deepcopy=False)
-    resumed = {int(t.user_attrs[RESUMES]) for t in trials if RESUMES in t.user_attrs}
-    return sum(1 for t in trials if t.state in (state.COMPLETE, state.PRUNED)
-               or (t.state == state.FAIL and original_number(t) not in resumed and not t.user_attrs.get(INTERRUPTED)))
+    """Run directories done with, which count towards ``--trials``: latest attempts that completed,
+    were pruned, or failed with an error of their own (a trial cut short is still to be resumed)."""
+    return sum(1 for t in latest_attempts(study.get_trials(deepcopy=False)).values()
+               if t.state.name in ("COMPLETE", "PRUNED") or (t.state.name == "FAIL" and not cut_short(t)))
 
 
 def pending_count(study: Any) -> int:
     """Trials queued or running (in any process or machine)."""
     optuna = optuna_module()
     state = optuna.trial.TrialState
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in (state.WAITING, state.RUNNING))
+    return len(study.get_trials(deepcopy=False, states=(state.WAITING, state.RUNNING)))
+
+
+def remaining_trials(study: Any, trials: int) -> int:
+    """How many more trials to start for ``trials`` to be finished: not counting those running or
+    queued (they will finish, and queued ones are started first)."""
+    optuna = optuna_module()
+    running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    return max(0, trials - finished_count(study) - running)
 
 
 class StopAtTrials:
@@ -158,16 +199,18 @@ class StopAtTrials:
         self.trials = trials
 
     def __call__(self, study: Any, trial: Any) -> None:
-        if finished_count(study) + _running_others(study) >= self.trials:
+        """Stop ``study.optimize`` when no more trials need starting (called after each trial)."""
+        if remaining_trials(study, self.trials) == 0 and not _waiting(study):
             study.stop()
 
 
-def _running_others(study: Any) -> int:
-    """Trials other workers are running now: they will finish, so this worker need not start more."""
+def _waiting(study: Any) -> bool:
+    """Whether trials are queued (resumptions): they run before the study stops."""
     optuna = optuna_module()
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING)
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
 
-__all__ = ["GRACE_SECONDS", "HEARTBEAT_SECONDS", "INTERRUPTED", "RESUMES", "StopAtTrials", "WORKER", "finished_count",
-           "make_pruner", "make_sampler", "open_storage", "open_study", "optuna_module", "original_number",
-           "pending_count", "recover_dead_trials", "requeue", "worker_id"]
+__all__ = ["ERROR", "GRACE_SECONDS", "HEARTBEAT_SECONDS", "INTERRUPTED", "RESUMES", "StopAtTrials", "WORKER", "cut_short",
+           "finished_count", "latest_attempts", "make_pruner", "make_sampler", "open_storage", "open_study",
+           "optuna_module", "original_number", "pending_count", "quiet_experimental", "recover_dead_trials",
+           "remaining_trials", "requeue", "worker_id"]

@@ -20,20 +20,11 @@ from visionbench.sweep.space import trial_values
 from visionbench.sweep.trial import read_history, trial_dir
 
 
-def _redact(url: str) -> str:
-    """A storage URL without its password (``postgresql://user:***@host/db``)."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
-
-
 def trial_entry(trial: Any, sweep_dir: Path, monitor: str, space: dict[str, Any]) -> dict[str, Any]:
     """One frozen Optuna trial as the report's trials table has it (its parameters as trained)."""
     number = sweep_study.original_number(trial)
     value = trial.value if trial.state.name == "COMPLETE" else None
-    if value is None and trial.intermediate_values:  # a pruned trial: its last reported value
+    if trial.state.name == "PRUNED" and trial.intermediate_values:  # its last reported value
         value = trial.intermediate_values[max(trial.intermediate_values)]
     intermediate = {str(step): float(v) for step, v in sorted(trial.intermediate_values.items())}
     if not intermediate:  # a resumed trial reports again; an older record keeps the curve
@@ -47,9 +38,8 @@ def trial_entry(trial: Any, sweep_dir: Path, monitor: str, space: dict[str, Any]
     if sweep_study.RESUMES in trial.user_attrs:
         entry["resumes"] = int(trial.user_attrs[sweep_study.RESUMES])
     if trial.state.name == "FAIL":
-        entry["error"] = str(trial.system_attrs.get("fail_reason") or trial.user_attrs.get("error") or
-                             ("interrupted (resumed by a later trial)" if trial.user_attrs.get(sweep_study.INTERRUPTED)
-                              else "failed"))
+        entry["error"] = (str(trial.user_attrs[sweep_study.ERROR]) if sweep_study.ERROR in trial.user_attrs
+                          else "cut short (Ctrl-C, SIGTERM or a killed process); resumed by a later trial")
     return entry
 
 
@@ -86,7 +76,7 @@ def build_summary(settings: SweepSettings, sweep_dir: Path, study: Any, space: d
     summary: dict[str, Any] = {
         "task": settings.task, "monitor": settings.monitor, "direction": settings.direction,
         "sampler": settings.sampler, "pruner": settings.pruner, "seed": settings.seed,
-        "storage": _redact(settings.storage), "study": settings.study, "fixed": dict(settings.fixed),
+        "storage": settings.storage or "sqlite:///study.db (in this folder)", "study": settings.study, "fixed": dict(settings.fixed),
         "space": {name: param.describe() for name, param in space.items()}, "trials": trials,
         "best": None if best is None else {"number": best.number, "params": params, "value": best.value,
                                            "ci95": best.user_attrs.get("ci95"),

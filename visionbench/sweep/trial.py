@@ -52,6 +52,19 @@ class Objective:
         self.device, self.loader_workers, self.threads = device, loader_workers, threads
 
     def __call__(self, trial: Any) -> float:
+        """Train trial ``trial`` (or resume its run directory) and return its best validation value;
+        an error of its own is recorded on it (:data:`~visionbench.sweep.study.ERROR`) and raised."""
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # the next run of the same command resumes it (study.recover_dead_trials)
+            trial.set_user_attr(sweep_study.INTERRUPTED, True)
+            raise
+        except Exception as error:
+            if not isinstance(error, sweep_study.optuna_module().TrialPruned):
+                trial.set_user_attr(sweep_study.ERROR, f"{type(error).__name__}: {error}"[:2000])
+            raise
+
+    def _run(self, trial: Any) -> float:
         from visionbench import api
 
         optuna = sweep_study.optuna_module()
@@ -61,8 +74,9 @@ class Objective:
         trial.set_user_attr(sweep_study.WORKER, sweep_study.worker_id())
         trial.set_user_attr("run_dir", str(run_dir.relative_to(self.sweep_dir)))
         report = _PrunerReport(trial, self.settings.monitor, optuna)
-        for record in read_history(run_dir):  # a resumed trial: the pruner sees the epochs already done
-            report(record, prune=False)
+        history = read_history(run_dir)
+        for position, record in enumerate(history):  # a resumed trial: the pruner sees the epochs already done,
+            report(record, prune=position == len(history) - 1)  # and decides on the last as it would have
         started = time.perf_counter()
         common = {"device": self.device, "workers": self.loader_workers, "quiet": True, "eval_split": "val",
                   "on_epoch": report}
@@ -72,9 +86,6 @@ class Objective:
             else:
                 threads = {"threads": self.threads} if self.threads and "threads" not in self.settings.fixed else {}
                 result = api.train(out=run_dir, **common, **threads, **self.settings.trial_overrides(params))
-        except KeyboardInterrupt:  # the next run of the same command resumes it (study.recover_dead_trials)
-            trial.set_user_attr(sweep_study.INTERRUPTED, True)
-            raise
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
             trial.set_user_attr("epochs", len(read_history(run_dir)))
@@ -103,6 +114,7 @@ class _PrunerReport:
         self.trial, self.monitor, self.optuna = trial, monitor, optuna
 
     def __call__(self, record: dict[str, Any], *, prune: bool = True) -> None:
+        """Report ``record``'s monitor at its epoch; raise ``TrialPruned`` when the pruner says so."""
         value = record.get(self.monitor)
         if value is None:  # an epoch --val-every skipped
             return
