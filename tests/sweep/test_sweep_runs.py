@@ -244,3 +244,52 @@ def test_ctrl_c_stops_with_a_hint_and_the_same_command_resumes_the_trial(tmp_pat
     assert trials[0].user_attrs["interrupted"] is True
     history = [json.loads(line) for line in (tmp_path / "s" / "trials" / "trial-0000" / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == list(range(1, 9))  # no epoch lost or repeated
+
+
+def test_a_trial_cut_short_twice_is_queued_again_and_counts_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The latest attempt of a run directory decides: a resumption that was itself cut short is
+    queued again (it used to be lost), and a failure with an error of its own counts as finished."""
+    from visionbench.sweep import study as sweep_study
+
+    study = optuna.create_study()
+    host = sweep_study.worker_id()
+    lr = {"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)}
+    first = study.ask(lr)
+    first.set_user_attr(sweep_study.WORKER, host)
+    study.tell(first, state=optuna.trial.TrialState.FAIL)  # cut short: no error of its own
+    assert sweep_study.recover_dead_trials(study) == [0] and sweep_study.finished_count(study) == 0
+    second = study.ask(lr)  # the queued resumption of trial 0, itself cut short
+    assert second.user_attrs[sweep_study.RESUMES] == 0 and second.params == first.params
+    second.set_user_attr(sweep_study.WORKER, host)
+    study.tell(second, state=optuna.trial.TrialState.FAIL)
+    assert sweep_study.recover_dead_trials(study) == [1]
+    third = study.ask(lr)
+    assert third.user_attrs[sweep_study.RESUMES] == 0
+    third.set_user_attr(sweep_study.WORKER, host)
+    third.set_user_attr(sweep_study.ERROR, "ValueError: a real error")
+    study.tell(third, state=optuna.trial.TrialState.FAIL)
+    assert sweep_study.recover_dead_trials(study) == [] and sweep_study.finished_count(study) == 1
+
+
+def test_workers_check_the_space_with_the_fixed_options(tmp_path: Path) -> None:
+    """nesterov is only valid with --optimizer sgd: the space passes with the fixed options, and the
+    workers must check it the same way (they used to check it against the defaults and fail)."""
+    space = _space(tmp_path, "nesterov: {choice: [true, false]}\n")
+    result = run_sweep(space, out=tmp_path / "s", trials=2, sampler="grid", pruner="none", optimizer="sgd",
+                       **{**FIXED, "epochs": 1})
+    assert sorted(t["params"]["nesterov"] for t in result.summary["trials"]) == [False, True]
+
+
+def test_val_loss_cannot_rank_trials_whose_loss_differs(tmp_path: Path) -> None:
+    space = _space(tmp_path, "label_smoothing: {uniform: [0.0, 0.2], step: 0.1}\n")
+    with pytest.raises(ValueError, match=r"--monitor val_loss must not rank trials whose loss itself differs"):
+        run_sweep(space, out=tmp_path / "s", trials=2, monitor="val_loss", **FIXED)
+
+
+def test_a_sweep_whose_every_trial_fails_says_why(tmp_path: Path) -> None:
+    space = _space(tmp_path)
+    with pytest.raises(ValueError, match=r"every trial of the sweep .* failed.*first error: .*missing\.safetensors"):
+        run_sweep(space, out=tmp_path / "s", trials=2, pruner="none", weights=str(tmp_path / "missing.safetensors"),
+                  **FIXED)
+    summary = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert [t["state"] for t in summary["trials"]] == ["FAIL", "FAIL"] and "missing.safetensors" in summary["trials"][0]["error"]
