@@ -293,3 +293,18 @@ def test_a_sweep_whose_every_trial_fails_says_why(tmp_path: Path) -> None:
                   **FIXED)
     summary = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert [t["state"] for t in summary["trials"]] == ["FAIL", "FAIL"] and "missing.safetensors" in summary["trials"][0]["error"]
+
+
+def test_a_configuration_drawn_again_takes_the_known_result_without_training(tmp_path: Path) -> None:
+    """A finite space makes TPE and random draw the same configuration again; it used to be trained
+    again (and again) to the same result."""
+    space = _space(tmp_path, "optimizer: {choice: [sgd, adamw]}\n")
+    result = run_sweep(space, out=tmp_path / "s", trials=5, sampler="random", pruner="none", **{**FIXED, "epochs": 1})
+    trials = _study(result.sweep_dir).get_trials()
+    repeats = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert len(repeats) == 3 and len(list((result.sweep_dir / "trials").iterdir())) == 2
+    for trial in repeats:
+        original = trials[trial.user_attrs["duplicate_of"]]
+        assert trial.params == original.params and trial.value == original.value
+        assert trial.user_attrs["run_dir"] == original.user_attrs["run_dir"]
+    assert result.summary["final"]["best"]["how"] == "reused"

@@ -84,7 +84,8 @@ def final_best(settings: SweepSettings, sweep_dir: Path, best: Any, params: dict
             shutil.rmtree(old, ignore_errors=True)
             target.rename(old)
     if not target.exists():
-        source = trial_dir(sweep_dir, number)
+        # a trial that took an equal configuration's result names that trial's run directory
+        source = sweep_dir / best.user_attrs["run_dir"] if "run_dir" in best.user_attrs else trial_dir(sweep_dir, number)
         if (source / rundir.BEST_WEIGHTS).is_file() and (source / rundir.LAST_STATE).is_file():
             _copy_trial(source, target)
             how = "reused"

@@ -20,9 +20,10 @@ from typing import Any
 from visionbench.engine import rundir
 from visionbench.sweep import study as sweep_study
 from visionbench.sweep.settings import SweepSettings
-from visionbench.sweep.space import suggest
+from visionbench.sweep.space import suggest, trial_values
 
 TRIALS_DIR = "trials"
+DUPLICATE_OF = "duplicate_of"  # user attribute: the complete trial of the same configuration whose result it took
 
 
 def trial_dir(sweep_dir: Path, number: int) -> Path:
@@ -69,6 +70,13 @@ class Objective:
 
         optuna = sweep_study.optuna_module()
         params = suggest(trial, self.space)
+        same = self._same_configuration(trial, params)
+        if same is not None:  # a finite space drawn again: the result is known, training again would repeat it
+            for key in ("run_dir", "ci95", "best_epoch", "epochs"):
+                if key in same.user_attrs:
+                    trial.set_user_attr(key, same.user_attrs[key])
+            trial.set_user_attr(DUPLICATE_OF, same.number)
+            return float(same.value)
         number = sweep_study.original_number(trial)
         run_dir = trial_dir(self.sweep_dir, number)
         trial.set_user_attr(sweep_study.WORKER, sweep_study.worker_id())
@@ -90,6 +98,16 @@ class Objective:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
             trial.set_user_attr("epochs", len(read_history(run_dir)))
         return self._finish(trial, run_dir, result.metrics)
+
+    def _same_configuration(self, trial: Any, params: dict[str, Any]) -> Any | None:
+        """A complete trial trained with exactly ``params`` (not for a resumption: it has its run)."""
+        if sweep_study.RESUMES in trial.user_attrs:
+            return None
+        optuna = sweep_study.optuna_module()
+        for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if other.number != trial.number and trial_values(other.params, self.space) == params:
+                return other
+        return None
 
     def _finish(self, trial: Any, run_dir: Path, metrics: dict[str, Any]) -> float:
         """Record the trial's best epoch and interval; its value is the best validation monitor."""
@@ -123,4 +141,4 @@ class _PrunerReport:
             raise self.optuna.TrialPruned(f"pruned after epoch {record['epoch']}: {self.monitor} {value:.4f}")
 
 
-__all__ = ["Objective", "TRIALS_DIR", "metric_key", "read_history", "trial_dir"]
+__all__ = ["DUPLICATE_OF", "Objective", "TRIALS_DIR", "metric_key", "read_history", "trial_dir"]
