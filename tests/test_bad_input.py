@@ -163,7 +163,7 @@ def test_an_empty_split_is_refused_before_the_first_step(tmp_path: Path, capsys)
         Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "data" / name / "x.png")
     code, err = _run_cli(["train", "--data", f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / "run"), "--quiet"],
                          capsys)
-    assert code == 2 and "the val split of --data folder:" in err and "2 train / 0 val / 0 test" in err
+    assert code == 2 and "the test split of --data folder:" in err and "2 train / 0 val / 0 test" in err
     assert not (tmp_path / "run" / rundir.CHECKPOINTS).exists()
 
 
@@ -191,3 +191,16 @@ def test_an_out_that_cannot_be_a_folder_is_a_clear_error(tmp_path: Path, capsys,
     code, err = _run_cli(["train", "--model", "mlp", "--epochs", "1", "--quiet", "--out", str(out)], capsys)
     assert code == 2 and "--out must be a folder" in err and str(out) in err
     assert blocker.read_text() == "x"
+
+
+def test_an_empty_val_split_trains_on_but_says_so(tmp_path: Path) -> None:
+    """24 images at --val-fraction 0.1 leave no validation image in any class: the run keeps the last
+    epoch (as documented) and the warning reaches the log and metrics.json."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / name / f"{i}.png")
+    result = visionbench.train(data=f"folder:{tmp_path / 'data'}", model="mlp", epochs=2, batch_size=4, quiet=True,
+                               out=tmp_path / "run")
+    assert any("val split" in w and "is empty" in w for w in result.metrics["warnings"])

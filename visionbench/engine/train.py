@@ -274,6 +274,10 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     log(f"data {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{data.num_classes} classes, input {data.in_channels}x{size}, augment={bundle.augment}")
     check_splits(data, config, runtime.eval_split)  # before the first step, not after the whole run
+    if len(data.val) == 0:  # allowed (every epoch then counts as the best), but never silent
+        log.warn(f"the val split of --data {config.data} is empty ({len(data.train)} train / 0 val / {len(data.test)} "
+                 f"test at --val-fraction {config.val_fraction}): nothing is validated and the last epoch's weights are "
+                 "kept as the best; raise --val-fraction (or add a val/ folder) to select on validation.")
     config = with_batch_size(config, len(bundle.train), dist.world_size, log)
     hint = initial_weights.small_dataset_hint(config, len(data.train))
     if hint:
@@ -299,7 +303,7 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
 
 
 def check_splits(data: Any, config: AnyConfig, eval_split: str) -> None:
-    """Refuse data the run cannot use to the end: an empty train, validation or evaluated split
+    """Refuse data the run cannot use to the end: an empty train or evaluated split
     (found today only after training, as an error with nothing written), or a classification
     training split of a single class.
 
@@ -308,7 +312,7 @@ def check_splits(data: Any, config: AnyConfig, eval_split: str) -> None:
     """
     sizes = {name: len(getattr(data, name)) for name in ("train", "val", "test")}
     counts = f"{sizes['train']} train / {sizes['val']} val / {sizes['test']} test"
-    for name in dict.fromkeys(("train", "val", eval_split)):
+    for name in dict.fromkeys(("train", eval_split)):  # an empty val split: validate_epoch reports it
         if sizes[name] == 0:
             raise ValueError(f"the {name} split of --data {config.data} must hold at least one sample; got none "
                              f"({counts}). Add data, or change --val-fraction / --test-fraction (a class with a single "
