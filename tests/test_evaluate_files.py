@@ -181,3 +181,19 @@ def test_a_16_bit_mask_value_is_refused_before_any_matrix_is_allocated(tmp_path:
                      "--quiet", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "class indices below 4096; got 40000" in err and "img0.png" in err and "--num-classes" in err
+
+
+def test_images_without_any_detection_are_counted_and_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A results file cut off after a few images used to be scored silently (issue 18): the images with
+    objects but no detection are now counted in metrics.json and warned about on the console."""
+    gt_path, pred_path = _coco_files(tmp_path)
+    results = json.loads(pred_path.read_text())
+    dropped = {1, 2}
+    pred_path.write_text(json.dumps([r for r in results if r["image_id"] not in dropped]))
+    code = cli.main(["evaluate", "--task", "detect", "--gt", str(gt_path), "--pred", str(pred_path),
+                     "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert code == 0 and metrics["images_without_results"] == 2
+    assert "2 of 20 ground-truth images with objects have no detection in pred.json (image_id 1, 2)" in err
+    assert metrics["warnings"] == [line for line in metrics["warnings"] if "no detection" in line]

@@ -5,6 +5,7 @@ content (every scalar with a 95% bootstrap interval over images) for :func:`visi
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -58,7 +59,24 @@ def evaluate_detection_files(gt: Path, pred: Path, *, protocol: str = "pycocotoo
     from visionbench.metrics.detection import evaluate_coco
 
     evaluator = evaluate_coco(gt, pred, protocol=protocol, score_threshold=score_threshold)  # type: ignore[arg-type]
-    return detection_metrics(evaluator, _category_names(gt), resamples=resamples, seed=seed)
+    metrics = detection_metrics(evaluator, _category_names(gt), resamples=resamples, seed=seed)
+    missing, with_objects = images_without_results(gt, pred)
+    metrics["images_without_results"] = len(missing)
+    if missing:  # legal in COCO results (nothing detected), but a cut-off file looks the same: say so
+        shown = ", ".join(str(i) for i in missing[:5]) + (" …" if len(missing) > 5 else "")
+        metrics.setdefault("warnings", []).append(
+            f"{len(missing)} of {with_objects} ground-truth images with objects have no detection in {pred.name} "
+            f"(image_id {shown}); they are scored as all missed. If the results file is incomplete, regenerate it.")
+    return metrics
+
+
+def images_without_results(gt: Path, pred: Path) -> tuple[list[int], int]:
+    """``(ids, n)``: the ids of the ground-truth images that hold objects but have no detection in
+    the results file, sorted, and ``n`` the number of images holding objects (both files are already
+    validated by the evaluator)."""
+    annotated = {int(a["image_id"]) for a in json.loads(gt.read_bytes())["annotations"]}
+    detected = {int(r["image_id"]) for r in json.loads(pred.read_bytes())}
+    return sorted(annotated - detected), len(annotated)
 
 
 def detection_metrics(evaluator: Any, class_names: dict[int, str], *, category_ids: Sequence[int] | None = None,
