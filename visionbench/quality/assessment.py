@@ -347,11 +347,20 @@ def read_image(path: Path) -> np.ndarray:
     """``uint8``/``uint16`` ``[H, W]`` (grayscale) or ``uint8 [H, W, 3]``; a clear error names an
     unreadable file. 16-bit grayscale stays 16-bit (its data range must then be given). An alpha
     channel is dropped only when fully opaque; transparent pixels are an error."""
+    _refuse_sixteen_bit_colour_png(path)
     try:
         with Image.open(path) as image:
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return np.asarray(image, dtype=np.uint16) if image.mode.startswith("I;16") else \
-                    np.asarray(image).astype(np.uint16)
+            if image.mode.startswith("I;16"):
+                return np.asarray(image, dtype=np.uint16)
+            if image.mode == "I":  # 32-bit integers: kept only when they fit 16 bits (a cast would wrap them)
+                values = np.asarray(image, dtype=np.int64)
+                if values.size and (values.min() < 0 or values.max() > 65535):
+                    raise ValueError(f"image {str(path)!r} holds 32-bit integers from {values.min()} to {values.max()}; "
+                                     "quality metrics read samples of up to 16 bits. Rescale it to 0..65535 (or 8 "
+                                     "bits) first.")
+                return values.astype(np.uint16)
+            if image.mode == "F":  # float samples keep their values; --data-range says their range
+                return np.asarray(image, dtype=np.float32)
             if "A" in image.getbands() or "transparency" in image.info:
                 alpha = np.asarray(image.convert("RGBA"))[..., 3]
                 if alpha.min() < 255:  # dropping a real alpha channel would change what is compared
@@ -361,6 +370,19 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(image.convert("L" if gray else "RGB"))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read image {str(path)!r}: {error}. Check the file or remove it.") from None
+
+
+def _refuse_sixteen_bit_colour_png(path: Path) -> None:
+    """Pillow reads a 16-bit RGB(A) PNG (48/64-bit) as 8 bits per channel: refuse it rather than
+    compare silently reduced samples (its IHDR: bit depth at byte 24, colour type at byte 25)."""
+    if path.suffix.lower() != ".png":
+        return
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    if len(header) == 26 and header[:8] == b"\x89PNG\r\n\x1a\n" and header[24] == 16 and header[25] in (2, 6):
+        raise ValueError(f"image {str(path)!r} is a 16-bit colour PNG, which would be read at 8 bits per channel; "
+                         "quality metrics here read colour at 8 bits and grayscale at 16. Convert it to 8-bit RGB, or "
+                         "compare 16-bit grayscale PNGs (e.g. one per channel) with --data-range 65535.")
 
 
 def _image_pairs(ref: Path, dist: Path) -> tuple[list[tuple[str, Path, Path]], dict[str, list[str]]]:
@@ -404,7 +426,9 @@ def _to_pair(ref: np.ndarray, dist: np.ndarray, ref_path: Path, dist_path: Path,
                          "reference first, or ask for it explicitly with --resize bicubic.")
 
     def nchw(a: np.ndarray) -> torch.Tensor:
-        a = np.ascontiguousarray(a).astype(a.dtype if a.dtype == np.uint8 else np.int32)
+        # uint8 stays; uint16 becomes int32 (torch's uint16 lacks arithmetic); float samples stay float
+        kind = a.dtype if a.dtype == np.uint8 else (np.float64 if a.dtype.kind == "f" else np.int32)
+        a = np.ascontiguousarray(a).astype(kind)
         return torch.from_numpy(a).permute(2, 0, 1)[None] if a.ndim == 3 else torch.from_numpy(a)[None, None]
 
     x, y = nchw(ref), nchw(dist)
