@@ -197,3 +197,15 @@ def test_images_without_any_detection_are_counted_and_said(tmp_path: Path, capsy
     assert code == 0 and metrics["images_without_results"] == 2
     assert "2 of 20 ground-truth images with objects have no detection in pred.json (image_id 1, 2)" in err
     assert metrics["warnings"] == [line for line in metrics["warnings"] if "no detection" in line]
+
+
+def test_coco_ids_beyond_int64_are_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An id of 2**63 gave an OverflowError traceback (issue 18)."""
+    gt_path, pred_path = _coco_files(tmp_path)
+    gt = json.loads(gt_path.read_text())
+    gt["images"][0]["id"] = 2**63
+    gt_path.write_text(json.dumps(gt))
+    code = cli.main(["evaluate", "--task", "detect", "--gt", str(gt_path), "--pred", str(pred_path),
+                     "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "must be an integer below 2**63" in err and "gt.json" in err

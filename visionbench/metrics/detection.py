@@ -1470,6 +1470,10 @@ def _column(records: Sequence[Any], key: str, source: str, section: str, *, kind
         ok = [isinstance(v, int) and not isinstance(v, bool) for v in values]
         if not all(ok):
             raise fail(ok.index(False), "an integer", "COCO ids are integers.")
+        fits = [-(2**63) <= v < 2**63 for v in values]  # numpy's int64 (an overflow traceback otherwise)
+        if not all(fits):
+            raise fail(fits.index(False), "an integer below 2**63", "Renumber the ids (pycocotools cannot read "
+                       "them either).")
         return np.array(values, dtype=np.int64)
     if kind == "bool":
         ok = [v in (0, 1) for v in values]
