@@ -606,3 +606,28 @@ def test_coco_without_pycocotools_says_how_to_install(tmp_path: Path, monkeypatc
     monkeypatch.setitem(sys.modules, "pycocotools", None)
     with pytest.raises(ImportError, match=r"pip install 'visionbench\[coco\]'"):
         CocoSemanticSegmentation(path)
+
+
+def test_a_decompression_bomb_mask_is_a_clear_error(tmp_path: Path) -> None:
+    """A 0.4 MB PNG declaring 20,000 x 20,000 pixels gave a DecompressionBombError traceback (issue 18)."""
+    import struct
+    import zlib
+
+    from visionbench.data.masks import read_mask
+
+    width = height = 20_000
+    compressor, data = zlib.compressobj(9), b""
+    row = b"\x00" * (width + 1)
+    for _ in range(height):
+        data += compressor.compress(row)
+    data += compressor.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ValueError, match=r"bomb\.png' must be at most .* pixels.*400000000 pixels"):
+        read_mask(path)

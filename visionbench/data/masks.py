@@ -24,6 +24,9 @@ def read_mask(path: Path) -> np.ndarray:
                 raise ValueError(f"mask {str(path)!r} has mode {image.mode}; save it as an 8-bit grayscale or "
                                  "palette PNG of class indices.")
             return np.array(image, dtype=np.int64)
+    except Image.DecompressionBombError as error:  # a few KB of PNG can declare gigapixels
+        raise ValueError(f"mask {str(path)!r} must be at most {Image.MAX_IMAGE_PIXELS * 2:,} pixels; got {error} "
+                         "Masks are the size of their images: check the file.") from None
     except (OSError, UnidentifiedImageError) as error:
         raise ValueError(f"cannot read mask {str(path)!r}: {error}. Check the file or remove it.") from None
 
