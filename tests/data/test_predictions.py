@@ -155,3 +155,19 @@ def test_an_absurd_label_is_refused_before_any_allocation(tmp_path: Path) -> Non
     path = _write_csv(tmp_path / "p.csv", "id,label,pred\na,0,1\nb,1000000,1\nc,1,0\n")
     with pytest.raises(ValueError, match=r"p\.csv:3: the number of classes must be at most 16,384; got 1,000,001"):
         read_predictions_file(path)
+
+
+def test_an_npz_declaring_far_more_than_it_holds_is_refused_before_loading(tmp_path: Path) -> None:
+    """A 2 MB NPZ reached 2.8 GB before any check (issue 18): the sizes its headers declare are read
+    first, without decompressing anything."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (300_000_000,)})
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("label.npy", header.getvalue() + bytes(4096))
+        archive.writestr("pred.npy", header.getvalue() + bytes(4096))
+    with pytest.raises(ValueError, match=r"bomb\.npz:1: the arrays must hold at most .*declare 4,800,000,000"):
+        read_predictions_file(path)

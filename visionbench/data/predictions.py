@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+MAX_NPZ_BYTES = 8 << 30  # 100 M predictions x 10 float64 probabilities; the declared size is checked first
+MAX_NPZ_EXPANSION = 1000  # predictions compress far less (labels ~16x, probabilities ~1x); zeros ~1000x
 MAX_CLASSES = 16_384  # K x K int64 confusion matrices stay within 2 GiB; ImageNet-21k's 21,843 classes would not
 SUM_TOLERANCE = 1e-4  # largest accepted |row sum - 1|, as the probability metrics (validate_scores) accept
 
@@ -180,7 +183,30 @@ def _json_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
     }
 
 
+def _npz_declared_bytes(path: Path) -> int:
+    """The bytes the arrays of an NPZ archive declare in their ``.npy`` headers, read without
+    decompressing the data (a 2 MB archive of zeros can declare gigabytes)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            with archive.open(member) as handle:
+                version = np.lib.format.read_magic(handle)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(handle))
+                total += math.prod(shape) * dtype.itemsize
+    return total
+
+
 def _read_npz(path: Path) -> dict[str, Any]:
+    try:
+        declared = _npz_declared_bytes(path)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        raise _fail(path, "1", f"cannot read the NPZ archive ({error}); save plain arrays with numpy.savez.") from None
+    size = path.stat().st_size
+    if declared > MAX_NPZ_BYTES or declared > MAX_NPZ_EXPANSION * size + (1 << 20):
+        raise _fail(path, "1", f"the arrays must hold at most {MAX_NPZ_BYTES:,} bytes and at most {MAX_NPZ_EXPANSION}x "
+                               f"the file's {size:,} bytes; their headers declare {declared:,}. This is not a "
+                               "predictions file of that size: check it, or split the predictions into several files.")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
