@@ -204,3 +204,23 @@ def test_an_empty_val_split_trains_on_but_says_so(tmp_path: Path) -> None:
     result = visionbench.train(data=f"folder:{tmp_path / 'data'}", model="mlp", epochs=2, batch_size=4, quiet=True,
                                out=tmp_path / "run")
     assert any("val split" in w and "is empty" in w for w in result.metrics["warnings"])
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Disk full during a checkpoint write: a clear error (not an OSError traceback), and the last
+    good checkpoint is still there to resume from."""
+    import errno
+
+    out = tmp_path / "run"
+    assert _run_cli(["train", "--model", "mlp", "--epochs", "1", "--quiet", "--out", str(out)], capsys)[0] == 0
+    before = ckpt.read_weights(out / rundir.LAST_WEIGHTS)
+
+    def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    code, err = _run_cli(["train", "--resume", str(out), "--epochs", "2", "--quiet"], capsys)
+    assert code == 2 and "No space left on device" in err and "the previous version is kept" in err
+    after = ckpt.read_weights(out / rundir.LAST_WEIGHTS)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not list((out / rundir.CHECKPOINTS).glob(".*.tmp-*"))

@@ -31,6 +31,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         # mode every other run file gets, so runs shared with a group or copied stay readable.
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as error:  # a full disk, a quota, a read-only mount: the previous file is untouched
+        kept = "the previous version is kept" if path.exists() else "nothing was written"
+        raise ValueError(f"cannot write {str(path)!r}: {error.strerror or error}; {kept}. Free disk space (or fix "
+                         "the folder's permissions), then run the same command again (--resume for a training "
+                         "run).") from None
     finally:
         if tmp.exists():
             tmp.unlink()
