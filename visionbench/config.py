@@ -305,8 +305,9 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
         ("momentum", 0 <= config.momentum < 1, "in [0, 1)"),
         ("threads", config.threads == "auto" or (isinstance(config.threads, int) and config.threads >= 1),
          "'auto' or an integer >= 1 (e.g. 1)"),
-        ("momentum (with --nesterov)", not config.nesterov or (config.optimizer == "sgd" and config.momentum > 0),
-         "> 0 with optimizer sgd"),
+        ("optimizer (with --nesterov)", not config.nesterov or config.optimizer == "sgd",
+         "sgd (Nesterov momentum is an SGD option)"),
+        ("momentum (with --nesterov)", not config.nesterov or config.momentum > 0, "> 0"),
     ]
     for name, ok, constraint in checks:
         if not ok:

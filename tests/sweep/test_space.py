@@ -232,7 +232,7 @@ ERRORS = [  # (id, space, task, key, fragments of the message: what was wrong an
     ("unknown model", {"model": {"choice": ["resnet18", "resnet19"]}}, "classify", "model",
      ["got 'resnet19'", "Remove 'resnet19'"]),
     ("two-option check", {"nesterov": {"choice": [True, False]}}, "classify", "nesterov",
-     ["got true (a choice)", "optimizer sgd", "change the other option the check names"]),
+     ["got true (a choice)", "optimizer (with --nesterov) must be sgd", "change the other option the check names"]),
 ]
 
 
