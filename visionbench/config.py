@@ -405,14 +405,19 @@ def resolve(config_file: str | Path | None = None, overrides: dict[str, Any] | N
     """
     file_values = load_yaml(config_file) if config_file else {}
     task = (overrides or {}).get("task") or file_values.get("task") or "classify"
-    if not isinstance(task, str):
-        raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
-    if task not in CONFIG_CLASSES:
-        raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
+    where = "the command line" if (overrides or {}).get("task") else (str(config_file) if "task" in file_values
+                                                                        else "the defaults")
+    if not isinstance(task, str) or task not in CONFIG_CLASSES:
+        raise ValueError(f"task must be one of {list(TASKS)}; got {task!r} in {where}.")
     config = CONFIG_CLASSES[task]()
     file_values = {k: v for k, v in file_values.items() if k != "task"}  # the task is resolved above
     if file_values:
-        config = validate(merge(config, file_values, str(config_file)), str(config_file))
+        try:
+            config = validate(merge(config, file_values, str(config_file)), str(config_file))
+        except ValueError as error:  # names (model, data) are checked by their registries: say which file
+            if str(config_file) in str(error):
+                raise
+            raise ValueError(f"{config_file}: {error}") from None
     if overrides:
         config = merge(config, overrides, "the command line")
     return validate(config, "the command line" if overrides else "the defaults")

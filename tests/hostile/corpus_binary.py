@@ -154,10 +154,8 @@ def cifar_cases() -> list[Case]:
         error("label-255-second", writer(f, cifar_bytes([1, 255])), ":1"),
         error("label-128-third", writer(f, cifar_bytes([1, 2, 128])), ":2"),
         error("text-file", writer(f, "label,pixels\n" * 10)),
-        error("missing", lambda folder: folder / "nope.bin", file="nope.bin",
-              bug="a missing batch file raises FileNotFoundError, not a ValueError naming the file"),
-        error("directory", lambda folder: (folder / "d.bin").mkdir() or folder / "d.bin", file="d.bin",
-              bug="a directory instead of a batch file raises IsADirectoryError, not a ValueError naming it"),
+        error("missing", lambda folder: folder / "nope.bin", file="nope.bin"),
+        error("directory", lambda folder: (folder / "d.bin").mkdir() or folder / "d.bin", file="d.bin"),
     ] + [error(f"length-{n}", writer(f, b"\x00" * n), f) for n in (2, 3072, 3074, 6145, 6147, 9218)]
 
 

@@ -106,7 +106,11 @@ def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
             count), or a label is above 9 (names the record).
     """
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"CIFAR-10 batch file must be a readable file; got {str(path)!r}: "
+                         f"{error.strerror or error}. Check the path (e.g. data_batch_1.bin).") from None
     count, rest = divmod(len(data), _RECORD_BYTES)
     if rest or not count:
         raise ValueError(

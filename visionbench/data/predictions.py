@@ -131,6 +131,9 @@ def _prob_index(column: str, path: Path) -> int:
 
 
 def _check_header(header: list[str], prob_columns: list[str], path: Path) -> None:
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # csv would silently keep the last of the columns
+        raise _fail(path, "1", f"column names must be unique; got {repeated!r} more than once in {header!r}.")
     if "label" not in header:
         raise _fail(path, "1", f"the header must have a 'label' column; got {header!r}.")
     if "pred" not in header and not prob_columns:
@@ -157,12 +160,23 @@ def _read_json(path: Path) -> dict[str, Any]:
         where = f"record {index}"
         if not isinstance(record, dict) or "label" not in record or ("pred" not in record and "probs" not in record):
             raise _fail(path, where, "each record needs 'label' and 'pred' and/or 'probs'.")
+        _check_json_record(record, path, where)
         rows["line"].append(where)
         rows["id"].append(str(record.get("id", index)))
         rows["label"].append(record["label"])
         rows["pred"].append(record.get("pred"))
         rows["probs"].append(record.get("probs"))
     return rows
+
+
+def _check_json_record(record: dict[str, Any], path: Path, where: str) -> None:
+    """JSON ``true``/``false`` are not class indices, and ``probs`` must be a list (an object would be
+    read by its keys)."""
+    for key in ("label", "pred"):
+        if isinstance(record.get(key), bool):
+            raise _fail(path, where, f"{key} must be a class index or name; got {record[key]!r}.")
+    if record.get("probs") is not None and not isinstance(record["probs"], list):
+        raise _fail(path, where, f"probs must be a list of K probabilities; got {type(record['probs']).__name__}.")
 
 
 def _json_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -172,6 +186,9 @@ def _json_columns(data: dict[str, Any], path: Path) -> dict[str, Any]:
         if key in data and not isinstance(data[key], list):
             raise _fail(path, key, f"column {key!r} must be a list (one entry per sample); got "
                         f"{type(data[key]).__name__}.")
+    for index in range(len(data["label"])):  # the same checks as for records, per row
+        _check_json_record({k: data[k][index] for k in ("label", "pred", "probs") if k in data and
+                            index < len(data[k])}, path, f"record {index}")
     n = len(data["label"])
     for key in ("id", "pred", "probs"):
         if key in data and len(data[key]) != n:

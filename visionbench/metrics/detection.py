@@ -1426,6 +1426,9 @@ def _read_json(path: str | os.PathLike[str]) -> Any:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} must be valid JSON; got {error.msg} at line {error.lineno} column {error.colno}. "
                          "The file is truncated or not JSON: re-export it.") from None
+    except RecursionError:
+        raise ValueError(f"{path} must be a COCO JSON file; got values nested too deeply to be one. Re-export the "
+                         "annotations or results.") from None
 
 
 def _record_name(records: Sequence[Any], i: int) -> str:
