@@ -83,11 +83,9 @@ def voc_cases() -> list[Case]:
         error("split-empty", voc_root(split=""), file="trainval.txt"),
         error("split-duplicate", voc_root(split="x\nx\n"), file="trainval.txt"),
         error("split-names-missing-xml", voc_root(split="x\ny\n"), file="y.xml"),
-        error("split-non-utf8", voc_root(split=b"x\n\xff\n"), file="trainval.txt",
-              bug="a non-UTF-8 split list raises a bare UnicodeDecodeError (a ValueError) whose message names neither file nor line"),
+        error("split-non-utf8", voc_root(split=b"x\n\xff\n"), file="trainval.txt"),
         error("classes-duplicate", voc_root(classes="cat\ncat\n"), "classes.txt", file="voc"),
-        error("classes-non-utf8", voc_root(classes=b"cat\n\xff\n"), file="classes.txt",
-              bug="a non-UTF-8 classes.txt raises a bare UnicodeDecodeError (a ValueError) whose message names neither file nor line"),
+        error("classes-non-utf8", voc_root(classes=b"cat\n\xff\n"), file="classes.txt"),
     ]
 
 
@@ -141,8 +139,7 @@ def yolo_label_cases() -> list[Case]:
         bad("coord-word", "0 0.5 0.5 0.1 x\n"),
         bad("second-line-bad", "0 0.5 0.5 0.1 0.1\n0 0.5\n", where="line 2"),
         bad("bom", "\ufeff0 0.5 0.5 0.1 0.1\n"),
-        bad("non-utf8", b"0 0.5 0.5 0.1 0.1\n\xff\n", where="x.txt",
-            bug="a non-UTF-8 label file raises a bare UnicodeDecodeError (a ValueError) whose message names neither file nor line"),
+        bad("non-utf8", b"0 0.5 0.5 0.1 0.1\n\xff\n", where="x.txt"),
     ]
 
 
@@ -167,8 +164,7 @@ def yolo_yaml_cases() -> list[Case]:
         bad("nc-mismatch", _YOLO_YAML + "nc: 3\n", "nc"),
         bad("split-missing", "val: images/train\nnames: [cat]\n", "'train'"),
         bad("split-path-missing", "train: images/nowhere\nnames: [cat]\n", "nowhere"),
-        bad("yaml-non-utf8", b"train: images/train\nnames: [caf\xe9]\n",
-            bug="a non-UTF-8 data.yaml raises a bare UnicodeDecodeError (a ValueError) whose message names neither file nor line"),
+        bad("yaml-non-utf8", b"train: images/train\nnames: [caf\xe9]\n"),
         error("image-corrupt", yolo_root(image=b"GIF89a broken"), file="x.png"),
         error("missing-yaml", lambda folder: folder / "nope.yaml", file="nope.yaml"),
     ]

@@ -208,6 +208,18 @@ def _unique_names(names: Sequence[str], source: str) -> None:
         seen.add(name)
 
 
+def read_utf8_text(path: Path) -> str:
+    """The text of ``path``; a file that is not UTF-8 is a ``ValueError`` naming it and the line of
+    its first bad byte (a bare ``UnicodeDecodeError`` names neither)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{path} must be UTF-8 text; got byte {raw[error.start]:#04x} on line {line}. Save it as "
+                         "UTF-8.") from None
+
+
 def _read_lines(path: Path) -> list[str]:
     """Non-blank stripped lines of a text file."""
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line.strip() for line in read_utf8_text(path).splitlines() if line.strip()]

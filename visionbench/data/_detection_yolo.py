@@ -23,6 +23,7 @@ from visionbench.data._detection_records import (
     _read_lines,
     _require_files,
     _require_images,
+    read_utf8_text,
 )
 
 
@@ -54,7 +55,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"YOLO data.yaml must exist; got no file {path}. Pass the dataset's YAML file.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_utf8_text(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
@@ -155,7 +156,7 @@ def _read_yolo_labels(path: Path, label_of: Mapping[int, int]) -> tuple[np.ndarr
     if not path.is_file():
         return np.zeros(0, np.int64), np.zeros((0, 4))
     labels, values = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8_text(path).splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue

@@ -34,7 +34,8 @@ def read_mask(path: Path) -> np.ndarray:
 MAX_MASK_CLASSES = 4096  # class indices of semantic masks; a K x K int64 confusion matrix stays at 128 MiB
 
 
-def largest_mask_value(paths: Iterable[Path], ignore_index: int, *, limit: int | None = None) -> int:
+def largest_mask_value(paths: Iterable[Path], ignore_index: int, *, limit: int | None = None,
+                       fix: str = "pass --num-classes K if the classes really are that many") -> int:
     """The largest value other than ``ignore_index`` over the masks of ``paths`` (``-1`` if none),
     each read with :func:`read_mask` (RGB masks refused, naming the file).
 
@@ -52,6 +53,6 @@ def largest_mask_value(paths: Iterable[Path], ignore_index: int, *, limit: int |
             if limit is not None and value >= limit:
                 raise ValueError(f"mask values must be class indices below {limit}; got {value} in {path}. Semantic "
                                  "masks hold one class index per pixel (instance ids or image levels are not classes); "
-                                 "pass --num-classes K if the classes really are that many.")
+                                 f"{fix}.")
             largest = max(largest, value)
     return largest

@@ -208,7 +208,8 @@ class MaskFolderSegmentation(_SegmentationFiles):
                                  f"{num_classes!r}. Leave num_classes out or fix classes.txt.")
             return names
         if num_classes is None:
-            num_classes = max(largest_mask_value(self.mask_paths, self.ignore_index) + 1, 1)
+            num_classes = max(largest_mask_value(self.mask_paths, self.ignore_index, limit=256,
+                                                       fix="a mask of a training set holds at most 255 classes") + 1, 1)
             _check_class_count(num_classes, f"one more than the largest mask value found in {self.root}")
         count = _check_class_count(num_classes, "num_classes")
         return [f"class_{k}" for k in range(count)]
