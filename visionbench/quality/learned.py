@@ -230,6 +230,25 @@ def load_lpips(path: str | Path) -> LoadedLpips:
     return LoadedLpips(network=network, path=str(path), sha256=digest)
 
 
+
+def _check_network_input(name: str, x: torch.Tensor, y: torch.Tensor, data_range: float | None,
+                         reduction: str) -> float:
+    """The checks LPIPS and DISTS share (a pair, RGB or grey, at least 16×16, a known reduction);
+    returns the data range."""
+    r = _check_pair(x, y, data_range)
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"{name} needs RGB (or grayscale) images; got {x.shape[1]} channels.")
+    if min(x.shape[-2:]) < 16:
+        raise ValueError(f"{name} needs images of at least 16x16 pixels; got {tuple(x.shape[-2:])}.")
+    if reduction not in ("none", "mean"):
+        raise ValueError(f"reduction must be 'none' or 'mean'; got {reduction!r}.")
+    return r
+
+
+def _as_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Grey ``(N, 1, H, W)`` images as RGB with R = G = B (the networks take three channels)."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
 def lpips(x: torch.Tensor, y: torch.Tensor, *, weights: LoadedLpips, data_range: float | None = None,
           dtype: torch.dtype = torch.float64, reduction: Reduction = "none") -> torch.Tensor:
     """LPIPS per image (module docstring): lower is better, 0 for identical images.
@@ -247,17 +266,10 @@ def lpips(x: torch.Tensor, y: torch.Tensor, *, weights: LoadedLpips, data_range:
     Returns:
         ``[N]`` float64 (computed in ``dtype``) on ``x``'s device; differentiable in ``x`` and ``y``.
     """
-    r = _check_pair(x, y, data_range)
-    if x.shape[1] not in (1, 3):
-        raise ValueError(f"LPIPS needs RGB (or grayscale) images; got {x.shape[1]} channels.")
-    if min(x.shape[-2:]) < 16:
-        raise ValueError(f"LPIPS needs images of at least 16x16 pixels; got {tuple(x.shape[-2:])}.")
-    if reduction not in ("none", "mean"):
-        raise ValueError(f"reduction must be 'none' or 'mean'; got {reduction!r}.")
+    r = _check_network_input("LPIPS", x, y, data_range, reduction)
     network = weights.network.to(device=x.device, dtype=dtype)
     a, b = (v.to(dtype) / r * 2 - 1 for v in (x, y))
-    if a.shape[1] == 1:
-        a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
+    a, b = _as_rgb(a), _as_rgb(b)
     value = network(a, b).double()
     return value.mean() if reduction == "mean" else value
 
@@ -476,16 +488,9 @@ def dists(x: torch.Tensor, y: torch.Tensor, *, weights: LoadedDists, data_range:
     Returns:
         ``[N]`` float64 (computed in ``dtype``) on ``x``'s device; differentiable in ``x`` and ``y``.
     """
-    r = _check_pair(x, y, data_range)
-    if x.shape[1] not in (1, 3):
-        raise ValueError(f"DISTS needs RGB (or grayscale) images; got {x.shape[1]} channels.")
-    if min(x.shape[-2:]) < 16:
-        raise ValueError(f"DISTS needs images of at least 16x16 pixels; got {tuple(x.shape[-2:])}.")
-    if reduction not in ("none", "mean"):
-        raise ValueError(f"reduction must be 'none' or 'mean'; got {reduction!r}.")
+    r = _check_network_input("DISTS", x, y, data_range, reduction)
     network = weights.network.to(device=x.device, dtype=dtype)
     a, b = (v.to(dtype) / r for v in (x, y))
-    if a.shape[1] == 1:
-        a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
+    a, b = _as_rgb(a), _as_rgb(b)
     value = network(a, b).double()
     return value.mean() if reduction == "mean" else value
