@@ -26,3 +26,15 @@ def blocked_network() -> Iterator[None]:
         patch.setattr(socket.socket, "connect", guard(connect))
         patch.setattr(socket.socket, "connect_ex", guard(connect_ex))
         yield
+
+
+def refuse_network_and_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any socket connection, name lookup or ``torch.hub`` download fail the test."""
+    import torch
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the network was touched")
+
+    for owner, name in ((socket.socket, "connect"), (socket, "create_connection"), (socket, "getaddrinfo"),
+                        (torch.hub, "load_state_dict_from_url"), (torch.hub, "download_url_to_file")):
+        monkeypatch.setattr(owner, name, refuse)

@@ -105,5 +105,5 @@ def test_config_yaml(pairs: list[tuple[str, str]], prefix: str) -> None:
         path.write_text(text, encoding="utf-8")
         try:
             resolve(path)
-        except ValueError:  # the file name is the corpus's business (known gaps are xfailed there)
-            pass
+        except ValueError as error:  # a clear error names the config file
+            assert str(path) in str(error), str(error)

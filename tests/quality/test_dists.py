@@ -6,7 +6,6 @@ access at any point (sockets and torch.hub blocked)."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.network_guard import refuse_network_and_hub
 from visionbench.models import pretrained
 from visionbench.quality import assess
 from visionbench.quality.learned import DISTS_CHANNELS, DistsNetwork, dists, load_dists
@@ -23,15 +23,7 @@ VGG16_CACHE_NAME = "vgg16-397923af.pth"  # torchvision's VGG16_Weights.IMAGENET1
 
 def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make any socket connection or torch.hub download fail the test."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the network was touched")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    refuse_network_and_hub(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ access at any point (sockets and torch.hub blocked)."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.network_guard import refuse_network_and_hub
 from visionbench.quality import assess
 from visionbench.quality.learned import LPIPS_SCALE, LPIPS_SHIFT, LpipsNetwork, load_lpips, lpips
 
@@ -96,14 +96,7 @@ def test_lpips_is_differentiable_in_the_images(weights_files: dict[str, Path]) -
 
 
 def test_no_network_is_touched(weights_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the network was touched")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    refuse_network_and_hub(monkeypatch)
     x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
     result = assess(x, x.flip(-1), data_range=1.0, metrics=("lpips", "psnr"), model_files={"lpips": weights_files["pt"]})
     assert result.rows[0]["lpips"] > 0 and result.settings["model_files"] == {"lpips": str(weights_files["pt"])}

@@ -56,11 +56,13 @@ def evaluate_detection_files(gt: Path, pred: Path, *, protocol: str = "pycocotoo
         (precision/recall/F1 at ``score_threshold``), ``confusion_matrix`` with background,
         ``protocol``, ``task`` and ``num_samples`` (images).
     """
-    from visionbench.metrics.detection import evaluate_coco
+    from visionbench.metrics.detection import evaluate_coco, load_coco_ground_truth, load_coco_results
 
-    evaluator = evaluate_coco(gt, pred, protocol=protocol, score_threshold=score_threshold)  # type: ignore[arg-type]
+    truth = load_coco_ground_truth(gt)  # read once: the evaluation and the coverage check share them
+    results = load_coco_results(pred, truth)
+    evaluator = evaluate_coco(truth, results, protocol=protocol, score_threshold=score_threshold)  # type: ignore[arg-type]
     metrics = detection_metrics(evaluator, _category_names(gt), resamples=resamples, seed=seed)
-    missing, with_objects = images_without_results(gt, pred)
+    missing, with_objects = images_without_results(truth.image_id, results.image_id)
     metrics["images_without_results"] = len(missing)
     if missing:  # legal in COCO results (nothing detected), but a cut-off file looks the same: say so
         shown = ", ".join(str(i) for i in missing[:5]) + (" …" if len(missing) > 5 else "")
@@ -70,13 +72,12 @@ def evaluate_detection_files(gt: Path, pred: Path, *, protocol: str = "pycocotoo
     return metrics
 
 
-def images_without_results(gt: Path, pred: Path) -> tuple[list[int], int]:
-    """``(ids, n)``: the ids of the ground-truth images that hold objects but have no detection in
-    the results file, sorted, and ``n`` the number of images holding objects (both files are already
-    validated by the evaluator)."""
-    annotated = {int(a["image_id"]) for a in json.loads(gt.read_bytes())["annotations"]}
-    detected = {int(r["image_id"]) for r in json.loads(pred.read_bytes())}
-    return sorted(annotated - detected), len(annotated)
+def images_without_results(annotated: np.ndarray, detected: np.ndarray) -> tuple[list[int], int]:
+    """``(ids, n)``: the ids of the images that hold objects (``annotated``: each annotation's image
+    id) but have no detection (``detected``: each result's image id), sorted, and ``n`` the number
+    of images holding objects."""
+    with_objects = np.unique(annotated)
+    return np.setdiff1d(with_objects, detected).tolist(), int(with_objects.size)
 
 
 def detection_metrics(evaluator: Any, class_names: dict[int, str], *, category_ids: Sequence[int] | None = None,
@@ -120,7 +121,6 @@ def detection_metrics(evaluator: Any, class_names: dict[int, str], *, category_i
 
 def _category_names(gt: Path) -> dict[int, str]:
     """Category id → name from a COCO instances file (ids as text when names are missing)."""
-    import json
 
     try:
         categories = json.loads(gt.read_text(encoding="utf-8")).get("categories", [])

@@ -213,15 +213,8 @@ def load_lpips(path: str | Path) -> LoadedLpips:
     state = _lpips_names(_read_state(path))
     network = LpipsNetwork()
     expected = network.state_dict()
-    missing = [k for k in expected if k not in state and not k.startswith("scaling_layer.")]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in expected
-             if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        details = "; ".join(part for part in (
-            f"missing {', '.join(missing[:6])}{' …' if len(missing) > 6 else ''}" if missing else "",
-            f"unexpected {', '.join(unexpected[:6])}{' …' if len(unexpected) > 6 else ''}" if unexpected else "",
-            f"wrong shape {', '.join(wrong[:3])}" if wrong else "") if part)
+    details = _mismatch(state, expected, optional=("scaling_layer.",))
+    if details:
         raise ValueError(f"LPIPS weights {str(path)!r} are not LPIPS-VGG's: {details}. Save the lpips package's "
                          "LPIPS(net='vgg').state_dict() (or torchvision vgg16 'features.*' plus 'lin*' layers).")
     network.load_state_dict(state, strict=False)
@@ -230,6 +223,19 @@ def load_lpips(path: str | Path) -> LoadedLpips:
     return LoadedLpips(network=network, path=str(path), sha256=digest)
 
 
+
+
+def _mismatch(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], optional: tuple[str, ...] = ()) -> str:
+    """The tensors of ``state`` that do not fit ``expected`` (missing, unexpected, misshapen), for an
+    error message; empty when it fits. Names starting with ``optional`` may be missing."""
+    missing = [k for k in expected if k not in state and not k.startswith(optional or ("\0",))]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in expected
+             if k in state and state[k].shape != expected[k].shape]
+    return "; ".join(part for part in (
+        f"missing {', '.join(missing[:6])}{' …' if len(missing) > 6 else ''}" if missing else "",
+        f"unexpected {', '.join(unexpected[:6])}{' …' if len(unexpected) > 6 else ''}" if unexpected else "",
+        f"wrong shape {', '.join(wrong[:3])}" if wrong else "") if part)
 
 def _check_network_input(name: str, x: torch.Tensor, y: torch.Tensor, data_range: float | None,
                          reduction: str) -> float:
@@ -406,15 +412,8 @@ def _cached_vgg16(source: Path) -> tuple[dict[str, torch.Tensor], Path, str]:
 def _check_dists_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:
     """A ``ValueError`` naming every missing, unexpected or misshapen tensor, or alpha/beta that are
     not finite with a positive sum (DISTS divides by it)."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in expected
-             if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        details = "; ".join(part for part in (
-            f"missing {', '.join(missing[:6])}{' …' if len(missing) > 6 else ''}" if missing else "",
-            f"unexpected {', '.join(unexpected[:6])}{' …' if len(unexpected) > 6 else ''}" if unexpected else "",
-            f"wrong shape {', '.join(wrong[:3])}" if wrong else "") if part)
+    details = _mismatch(state, expected)
+    if details:
         raise ValueError(f"DISTS weights {str(path)!r} are not DISTS's: {details}. Give a file with 'alpha' and 'beta' "
                          f"({sum(DISTS_CHANNELS)} values each) and either all of VGG-16's 'features.*' conv tensors or "
                          "none (then torchvision's VGG-16 ImageNet weights are read from the torch hub cache).")
