@@ -247,7 +247,7 @@ def test_equals_pycocotools_on_a_larger_set() -> None:
 @pytest.mark.parametrize("buffer", [1 << 16, 40])  # 40: small batches matched in several groups
 def test_tensor_updates_equal_json_and_streaming_equals_one_call(buffer: int, monkeypatch: pytest.MonkeyPatch
                                                                  ) -> None:
-    monkeypatch.setattr(detection, "_MATCH_BUFFER", buffer)
+    monkeypatch.setattr(detection.evaluator, "_MATCH_BUFFER", buffer)
     gt, results = random_coco(5)
     expected = evaluate_coco(gt, results).compute()
     preds, targets = as_tensors(gt, results)
@@ -499,6 +499,54 @@ def test_image_weights_equal_duplicated_images() -> None:
             dup_results += [{**r, "image_id": new_id} for r in results if r["image_id"] == image_id]
     np.testing.assert_array_equal(stats_array(ev.stats(image_weights=weights)), reference(dup, dup_results).stats)
     assert ev.stats(image_weights=np.ones(ev.image_ids.size, int)) == {n: ev.compute()[n] for n in COCO_STATS}
+
+
+def _tied_classes(protocol: str, n_classes: int = 100, per_class: int = 10) -> DetectionEvaluator:
+    """Many classes of few objects, every class's detections at one tied score, hits and misses
+    alternating in image-id order (one GT per image)."""
+    ev = DetectionEvaluator(protocol=protocol)
+    preds, targets = [], []
+    for c in range(1, n_classes + 1):
+        for j in range(per_class):
+            image = (c - 1) * per_class + j
+            gt = torch.tensor([[10.0, 10.0, 50.0, 50.0]])
+            box = gt.clone() if j % 2 == 0 else torch.tensor([[60.0, 60.0, 90.0, 90.0]])
+            preds.append({"image_id": image, "boxes": box, "scores": torch.tensor([0.5]), "labels": torch.tensor([c])})
+            targets.append({"image_id": image, "boxes": gt, "labels": torch.tensor([c])})
+    ev.update(preds, targets)
+    return ev
+
+
+@pytest.mark.parametrize("protocol", ["pycocotools", "voc12"])
+def test_tied_scores_keep_the_point_inside_its_interval(protocol: str) -> None:
+    """Issue 18: with tied scores over many small classes, every resample's AP lay above the
+    estimate and the percentile interval excluded its own point; the interval is re-centred."""
+    from visionbench.metrics.detection.bootstrap import _resampled_stats
+    from visionbench.metrics.stats import percentile_interval
+
+    ev = _tied_classes(protocol)
+    point = ev.stats()["AP50"]
+    resampled = torch.tensor([s[0]["AP50"] for s in _resampled_stats([ev], 60, 0)], dtype=torch.float64)
+    plain_low, _ = percentile_interval(resampled)
+    assert plain_low > point  # the defect: the plain percentile interval lies above the estimate
+    low, high = detection_intervals(ev, resamples=60, seed=0)["AP50"]
+    assert low < point < high
+    # Same spread as the resamples (only moved), and the same draws give the same interval.
+    width = float(torch.quantile(resampled, 0.975) - torch.quantile(resampled, 0.025))
+    assert high - low == pytest.approx(width, rel=1e-12)
+    assert detection_intervals(ev, resamples=60, seed=0)["AP50"] == (low, high)
+
+
+def test_recentred_interval_cases() -> None:
+    from visionbench.metrics.detection.bootstrap import recentred_interval
+    from visionbench.metrics.stats import percentile_interval
+
+    values = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, math.nan], dtype=torch.float64)
+    assert recentred_interval(values, 0.3) == pytest.approx(percentile_interval(values))  # median = point
+    low, high = recentred_interval(values, 0.0)
+    assert (low, high) == pytest.approx((percentile_interval(values)[0] - 0.3, percentile_interval(values)[1] - 0.3))
+    assert all(math.isnan(v) for v in recentred_interval(torch.tensor([math.nan]), 0.5))
+    assert all(math.isnan(v) for v in recentred_interval(values, math.nan))
 
 
 def test_intervals_and_paired_comparison() -> None:

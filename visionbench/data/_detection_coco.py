@@ -21,7 +21,7 @@ from visionbench.data._detection_records import (
     _require_images,
     _unique_names,
 )
-from visionbench.metrics.detection import _read_json, load_coco_ground_truth
+from visionbench.metrics.detection.coco_json import _read_json, load_coco_ground_truth
 
 
 class CocoDetection(DetectionDataset):

@@ -50,7 +50,7 @@ from visionbench.data._detection_voc import VOC_CLASSES
 from visionbench.data.folder import _check_fractions, read_image_rgb
 from visionbench.data.masks import largest_mask_value, read_mask
 from visionbench.data.splits import DatasetView, TaskData, random_split_indices
-from visionbench.metrics.detection import _check_known, _column, _read_json, _record_name, _unique_ids
+from visionbench.metrics.detection.coco_json import _check_known, _column, _read_json, _record_name, _unique_ids
 
 SplitName = Literal["train", "val", "test"]
 
