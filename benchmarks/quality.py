@@ -12,13 +12,25 @@ after one warm-up:
    profile (and the skimage profile) in frames per second, against ``ffmpeg -lavfi
    "[0:v][1:v]ssim;[0:v][1:v]psnr"`` on the same files, whose per-frame Y values must agree.
 
+3. The two layouts of the windowed metrics on the CPU (:mod:`visionbench.quality.layout`): the
+   strip path that ``layout="auto"`` uses on the CPU against the batch path that it uses on a GPU,
+   on one 1920x1080 RGB pair, to record why the CPU keeps its strips.
+4. CUDA (issue 13; only where CUDA is available, else it prints "skipped: no CUDA"): 4 RGB 1080p
+   pairs on the GPU, visionbench (the batch path, float64) against torchmetrics and piq (float32,
+   their default) for SSIM and MS-SSIM, and against piq for GMSD, VIFp, HaarPSI and FSIM, each the
+   best of 10 timed calls after 3 warm-up calls, with ``torch.cuda.synchronize()`` around each; and
+   a 1080p video measured on the CPU and on the GPU (decoded on the CPU either way).
+
 Targets (issue 5): >= 5x faster than scikit-image and >= 1.5x faster than piq at 512x512 RGB,
 skimage-profile values equal to scikit-image to 1e-6; the video at >= 30 frames/s on 2 cores.
-Run: ``.venv/bin/python benchmarks/quality.py`` (about two minutes).
+Issue 13: on the GPU at most 1x the time of torchmetrics and piq.
+Run: ``.venv/bin/python benchmarks/quality.py`` (about two minutes); ``--only layouts`` or
+``--only cuda`` runs one section.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import tempfile
@@ -167,8 +179,128 @@ def bench_video() -> None:
           f"(printed to 6 decimals), MSE Y max |diff| {mse_gap:.1e} (printed to 2 decimals)")
 
 
+LAYOUT_METRICS = ("ssim", "ms_ssim", "vif_p", "haarpsi", "ssim_matlab", "ms_ssim_matlab")
+
+
+def bench_layouts(refs: list[np.ndarray], dists: list[np.ndarray], repeats: int = 2) -> None:
+    """The strip path against the batch path on the CPU, per windowed metric (values must agree)."""
+    import visionbench.quality as vq
+
+    x, y = nchw(refs), nchw(dists)
+    print(f"\nCPU layouts, {len(refs)} RGB {x.shape[-1]}x{x.shape[-2]} pair(s), {torch.get_num_threads()} threads "
+          f"(best of {repeats}; 'auto' = strip on the CPU):")
+    for name in LAYOUT_METRICS:
+        metric = getattr(vq, name)
+        timed = interleaved_best({layout: (lambda m=metric, layout=layout: m(x, y, layout=layout))
+                                  for layout in ("strip", "batch")}, repeats)
+        gap = float((timed["strip"][1] - timed["batch"][1]).abs().max())  # type: ignore[operator]
+        strip, batch = timed["strip"][0], timed["batch"][0]
+        print(f"  {name:<15} strip {strip * 1e3:8.1f} ms   batch {batch * 1e3:8.1f} ms   batch/strip "
+              f"{batch / strip:5.1f}x   max |difference| {gap:.1e}")
+
+
+def cuda_best(fn: Callable[[], object], repeats: int = 10, warmup: int = 3) -> tuple[float, object]:
+    """Best wall time of ``fn`` on the GPU (synchronised before and after each call) and its result."""
+    for _ in range(warmup):
+        result = fn()
+    best = float("inf")
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        result = fn()
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def cuda_contenders(x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, Callable[[], object]]]:
+    """Per metric: visionbench's call and each peer's call computing the same metric (piq's VIF takes
+    the reference second; piq's SSIM with downsample=False, the same full-resolution SSIM as ours)."""
+    import piq
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_ms_ssim
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    import visionbench.quality as vq
+
+    r = 255.0
+    return {
+        "ssim": {"visionbench": lambda: vq.ssim(x, y, data_range=r),
+                 "torchmetrics": lambda: tm_ssim(x, y, data_range=r, reduction="none"),
+                 "piq": lambda: piq.ssim(x, y, data_range=r, downsample=False, reduction="none")},
+        "ms_ssim": {"visionbench": lambda: vq.ms_ssim(x, y, data_range=r),
+                    "torchmetrics": lambda: tm_ms_ssim(x, y, data_range=r, reduction="none"),
+                    "piq": lambda: piq.multi_scale_ssim(x, y, data_range=r, reduction="none")},
+        "gmsd": {"visionbench": lambda: vq.gmsd(x, y, data_range=r),
+                 "piq": lambda: piq.gmsd(x, y, data_range=r, reduction="none")},
+        "vif_p": {"visionbench": lambda: vq.vif_p(x, y, data_range=r),
+                  "piq": lambda: piq.vif_p(y, x, data_range=r, reduction="none")},
+        "haarpsi": {"visionbench": lambda: vq.haarpsi(x, y, data_range=r),
+                    "piq": lambda: piq.haarpsi(x, y, data_range=r, reduction="none")},
+        "fsim": {"visionbench": lambda: vq.fsim(x, y, data_range=r),
+                 "piq": lambda: piq.fsim(x, y, data_range=r, reduction="none")},
+    }
+
+
+def bench_cuda(refs: list[np.ndarray], dists: list[np.ndarray]) -> None:
+    """Section 4: the GPU, against the goal of at most 1x torchmetrics' and piq's time."""
+    if not torch.cuda.is_available():
+        print("\nCUDA section: skipped: no CUDA")
+        return
+    x, y = nchw(refs).cuda().float(), nchw(dists).cuda().float()  # float32 in [0, 255]: the peers' usual input
+    print(f"\nCUDA ({torch.cuda.get_device_name()}), {len(refs)} RGB {x.shape[-1]}x{x.shape[-2]} pairs, "
+          "best of 10 after 3 warm-ups; visionbench computes in float64, the peers in float32 (goal: ratio <= 1x):")
+    met = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for metric, contenders in cuda_contenders(x, y).items():
+            timed = {name: cuda_best(fn) for name, fn in contenders.items()}
+            ours_time, ours = timed.pop("visionbench")
+            line = f"  {metric:<8} visionbench {ours_time * 1e3:8.2f} ms"
+            for peer, (seconds, value) in timed.items():
+                gap = float((ours.cpu() - value.double().cpu()).abs().max())  # type: ignore[union-attr]
+                ratio = ours_time / seconds
+                met.append(ratio <= 1)
+                line += f" | {peer} {seconds * 1e3:7.2f} ms, ratio {ratio:5.2f}x ({'met' if ratio <= 1 else 'NOT met'}), |diff| {gap:.0e}"
+            print(line)
+    print(f"  goal <= 1x: met in {sum(met)} of {len(met)} comparisons (|diff|: float32 against float64; "
+          "torchmetrics' SSIM also averages over padded borders, so its SSIM differs more)")
+    bench_cuda_video()
+
+
+def bench_cuda_video() -> None:
+    """A 1080p video (PSNR + SSIM, skimage profile, Y plane) decoded on the CPU, measured on the CPU and on the GPU."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ref, dist = make_videos(Path(tmp))
+        results = {}
+        for device in ("cpu", "cuda"):
+            started = time.perf_counter()
+            results[device] = assess(ref, dist, metrics=("psnr", "ssim"), channel="y", examples=0, device=device)
+            results[device + "_seconds"] = time.perf_counter() - started  # type: ignore[assignment]
+    rows_cpu, rows_gpu = results["cpu"].rows, results["cuda"].rows  # type: ignore[union-attr]
+    gap = max(abs(a["ssim"] - b["ssim"]) for a, b in zip(rows_cpu, rows_gpu, strict=True))
+    print(f"  1080p video, {len(rows_cpu)} frames, PSNR + SSIM: measured on the CPU "
+          f"{len(rows_cpu) / results['cpu_seconds']:.1f} frames/s, on the GPU "  # type: ignore[operator]
+          f"{len(rows_gpu) / results['cuda_seconds']:.1f} frames/s (decoding included); SSIM max |diff| {gap:.1e}")
+
+
+def four_pairs(image: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Four references (``image`` shifted sideways) and a noisy copy of each: the issue's 4-pair batch."""
+    refs = [np.roll(image, 64 * i, axis=1) for i in range(4)]
+    return refs, [noisy(ref, 10 + i) for i, ref in enumerate(refs)]
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("layouts", "cuda"), default=None, help="run one section only")
+    only = parser.parse_args().only
     torch.set_num_threads(2)
+    if only is not None:
+        big = (resize(data.chelsea(), (1080, 1920), order=1, anti_aliasing=False) * 255).round().astype(np.uint8)
+        if only == "layouts":
+            bench_layouts([big], [noisy(big, 1)])
+        else:
+            bench_cuda(*four_pairs(big))
+        return 0
     astronaut = data.astronaut()
     chelsea = data.chelsea()
     big = (resize(chelsea, (1080, 1920), order=1, anti_aliasing=False) * 255).round().astype(np.uint8)
@@ -177,6 +309,8 @@ def main() -> int:
     batch = [np.roll(astronaut, 16 * i, axis=1) for i in range(16)]
     bench_images("batch of 16 512x512 RGB pairs", batch, [noisy(a, 2 + i) for i, a in enumerate(batch)])
     bench_video()
+    bench_layouts([big], [noisy(big, 1)])
+    bench_cuda(*four_pairs(big))
     like_for_like = one["skimage_ratio"] >= 5 and one["piq_full_ratio"] >= 1.5 and one["gap"] <= 1e-6
     print(f"\n512x512 RGB targets (>= 5x scikit-image, >= 1.5x piq computing the same SSIM, equal to 1e-6): "
           f"{'met' if like_for_like else 'NOT met'}; against piq's default (half-resolution) call: "

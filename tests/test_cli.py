@@ -339,14 +339,15 @@ def test_predictions_csv_recomputes_the_metrics(trained):
     assert support == [labels.count(k) for k in range(NUM_CLASSES)]
 
 
-def test_out_that_already_holds_a_run_is_refused(trained):
+def test_out_that_already_holds_a_run_of_other_options_is_refused(trained):
     _, _, _, run_dir = trained
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     code, out, err = run_cli(
-        ["train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--out", str(run_dir), "--quiet"]
+        ["train", "--data", "digits", "--model", "mlp", "--epochs", "2", "--out", str(run_dir), "--quiet"]
     )
     assert code == 2 and out == ""
-    assert "already holds a run" in err and "Traceback" not in err
+    assert "holds a run started with other options" in err and "Traceback" not in err
+    assert "--epochs: the run has 1, this command gives 2" in err and "--resume" in err
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     assert after == before  # nothing already written is lost or changed
 

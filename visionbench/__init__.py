@@ -15,8 +15,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("train", "evaluate", "compare", "predict", "quality", "convert", "run_sweep", "TrainResult", "EvaluateResult",
-        "CompareResult")
+_API = ("train", "evaluate", "compare", "predict", "explain", "export", "quality", "convert", "run_sweep",
+        "TrainResult", "EvaluateResult", "CompareResult")
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,10 @@ an extra in ``pyproject.toml`` and import it through :func:`import_optional`:
   ``ffmpeg`` on PATH has it (visionbench/quality/vmaf.py; videos also need ``[video]``);
 - ``visionbench[mos]``: ``scipy``, for ``visionbench quality --mos`` (the logistic fit of agreement
   with human scores, visionbench/quality/mos.py);
+- ``visionbench[export]``: ``onnx``, ``onnxruntime`` and ``onnxscript``, for ``visionbench export
+  --format onnx`` and ``--quantize int8`` (visionbench/export/);
+- ``visionbench[parquet]``: ``pyarrow``, for ``visionbench evaluate --pred FILE.parquet``
+  (visionbench/data/predictions.py; CSV, JSON and NPZ need only NumPy);
 - ``visionbench[all]``: all of the above.
 """
 
@@ -22,10 +26,13 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-# extra name -> the pip requirement it adds (kept equal to pyproject.toml by tests/test_dependencies.py)
-EXTRAS: dict[str, str] = {"video": "av>=12", "tensorboard": "tensorboard>=2.14", "coco": "pycocotools>=2.0.7",
-                          "timm": "timm>=0.9", "sweep": "optuna>=4.9", "vmaf": "imageio-ffmpeg>=0.8",
-                          "mos": "scipy>=1.10"}
+# extra name -> the pip requirement it adds, or the requirements of an extra of several packages
+# (kept equal to pyproject.toml by tests/test_dependencies.py)
+EXTRAS: dict[str, str | tuple[str, ...]] = {
+    "video": "av>=12", "tensorboard": "tensorboard>=2.14", "coco": "pycocotools>=2.0.7", "timm": "timm>=0.9",
+    "sweep": "optuna>=4.9", "vmaf": "imageio-ffmpeg>=0.8", "mos": "scipy>=1.10",
+    "export": ("onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"), "parquet": "pyarrow>=14",
+}
 
 
 class MissingExtraError(ImportError):

@@ -59,34 +59,54 @@ def make_output_dir(path: Path) -> None:
                          f"{error.strerror or error}. Choose another folder or fix its permissions.") from None
 
 
-def _make_run_dir(out: str | Path | None, stem: str, dist: Any, *, restart_quiet: bool | None = None) -> Path:
-    """``out`` (created), or a fresh ``runs/<stem>-NNN`` chosen by rank 0 and shared with all.
-
-    Args:
-        restart_quiet: training only (not None): an ``out`` holding a run that failed before its first
-            checkpoint is cleared and started over, saying so in its log (quietly: not on stderr).
-    """
+def _make_run_dir(out: str | Path | None, stem: str, dist: Any) -> Path:
+    """``out`` (created), or a fresh ``runs/<stem>-NNN`` chosen by rank 0 and shared with all."""
     from visionbench.engine.distributed import broadcast_object
 
     if dist.is_main:
         if out is not None:
             path = Path(out)
             make_output_dir(path)
-            if restart_quiet is not None and rundir.never_checkpointed(path):
-                # Nothing to resume: the retry of a run that failed early (say, on a bad image) starts over.
-                rundir.clear_for_restart(path)
-                rundir.RunLog(path / rundir.LOG, quiet=restart_quiet)(
-                    f"{path} held a run that stopped before its first checkpoint; starting it over")
-            elif (path / rundir.CONFIG).exists():
-                raise ValueError(
-                    f"{str(path)!r} already holds a run. Use --resume {path} to continue it (with --epochs N to "
-                    "train a finished run longer), or another --out."
-                )
         else:
             path = rundir.new_run_dir(Path("runs"), stem)
     else:
         path = None
     return Path(broadcast_object(str(path) if path else None, dist))
+
+
+def _train_run_dir(out: str | Path | None, config: cfg.AnyConfig, dist: Any, quiet: bool
+                   ) -> tuple[Path, cfg.AnyConfig | None]:
+    """The run directory of ``train`` and, when ``out`` holds this command's unfinished run, its
+    saved configuration (to continue it: the same command run again, e.g. by ``torchrun
+    --max-restarts``, continues; see :mod:`visionbench.engine.restart`). Rank 0 decides.
+
+    An ``out`` holding a run that failed before its first checkpoint is cleared and started over,
+    saying so in its log (quietly: not on stderr); one holding a run of other options is refused.
+    """
+    from visionbench.engine.distributed import main_then_broadcast
+    from visionbench.engine.restart import continue_or_refuse
+
+    def decide() -> tuple[str, cfg.AnyConfig | None]:
+        if out is None:
+            kind = config.data.partition(":")[0]
+            return str(rundir.new_run_dir(Path("runs"), f"{kind}-{config.model}")), None
+        path = Path(out)
+        make_output_dir(path)
+        if rundir.never_checkpointed(path):
+            # Nothing to resume: the retry of a run that failed early (say, on a bad image) starts over.
+            rundir.clear_for_restart(path)
+            rundir.RunLog(path / rundir.LOG, quiet=quiet)(
+                f"{path} held a run that stopped before its first checkpoint; starting it over")
+            return str(path), None
+        if not (path / rundir.CONFIG).exists():
+            return str(path), None
+        saved = continue_or_refuse(path, config)
+        rundir.RunLog(path / rundir.LOG, quiet=quiet)(
+            f"{path} holds this command's run: continuing it (as `visionbench train --resume {path}` would)")
+        return str(path), saved
+
+    path, saved = main_then_broadcast(decide, dist)
+    return Path(path), saved
 
 
 def train(
@@ -102,7 +122,9 @@ def train(
             :class:`~visionbench.config.ClassifyConfig`, ``DetectConfig``, ``SegmentConfig``),
             e.g. ``task="detect", epochs=5``.
         out: the run directory (default: a fresh ``runs/<data>-<model>-NNN``). One holding a run
-            that stopped before its first checkpoint is started over; one with a checkpoint is refused.
+            that stopped before its first checkpoint is started over; one holding a run of the same
+            options is continued (as ``resume``: the same command run again continues, so ``torchrun
+            --max-restarts`` works); one holding a run of other options is refused, naming them.
         resume: an existing run directory to continue from its last checkpoint (its saved
             config is used; of ``overrides`` only ``epochs``, to train to that many epochs, a
             finished run included, with the LR schedule of a run that long).
@@ -123,38 +145,44 @@ def train(
         >>> result = train(task="detect", data="shapes", quiet=True)  # doctest: +SKIP
         >>> result.metrics["AP50"]["value"]  # doctest: +SKIP
     """
-    from visionbench.engine.distributed import shutdown_distributed
+    from visionbench.engine.distributed import main_then_broadcast, shutdown_distributed
     from visionbench.engine.interrupt import TrainingInterrupted
+    from visionbench.engine.restart import RUNTIME_ONLY
     from visionbench.engine.run_lock import run_lock
     from visionbench.engine.threads import apply_threads, restore_threads
     from visionbench.engine.train import fit
 
-    if resume is not None:
-        if config is not None or config_file or set(overrides) - {"epochs"} or out:
-            raise ValueError("--resume continues a run with its saved configuration; drop the other training options "
-                             "(only --epochs may be given, to train longer).")
-        run_dir = rundir.check_run_dir(Path(resume))
-        config = cfg.resolve(run_dir / rundir.CONFIG)
-        if overrides:  # --epochs N: train to N epochs, a finished run included
-            config = cfg.validate(cfg.merge(config, overrides, "the command line"), "the command line")
-    else:
+    if resume is not None and (config is not None or config_file or set(overrides) - {"epochs"} or out):
+        raise ValueError("--resume continues a run with its saved configuration; drop the other training options "
+                         "(only --epochs may be given, to train longer).")
+    if resume is None:
         config = cfg.validate(config) if config is not None else cfg.resolve(config_file, overrides)
+    # The process group first: only rank 0 reads the run directory (no shared filesystem assumed).
     runtime = _runtime(device, workers, quiet, eval_split=eval_split, on_epoch=on_epoch)
-    previous_threads = apply_threads(config.threads)  # before any parallel work (see engine/threads.py)
+    previous_threads = None
     try:
-        if resume is None:
-            kind = config.data.partition(":")[0]
-            run_dir = _make_run_dir(out, f"{kind}-{config.model}", runtime.dist, restart_quiet=quiet)
-            if runtime.dist.is_main:
+        if resume is not None:
+            run_dir = Path(resume)
+            config = main_then_broadcast(lambda: cfg.resolve(rundir.check_run_dir(run_dir) / rundir.CONFIG),
+                                         runtime.dist)
+            if overrides:  # --epochs N: train to N epochs, a finished run included
+                config = cfg.validate(cfg.merge(config, overrides, "the command line"), "the command line")
+            continuing, extend = True, bool(overrides)
+        else:
+            run_dir, saved = _train_run_dir(out, config, runtime.dist, quiet)
+            continuing, extend = saved is not None, False
+            if saved is not None:  # the run's options, with this command's runtime-only ones (threads)
+                config = dataclasses.replace(saved, **{name: getattr(config, name) for name in RUNTIME_ONLY})
+            if runtime.dist.is_main and not continuing:
                 cfg.save_yaml(config, run_dir / rundir.CONFIG)
+        previous_threads = apply_threads(config.threads)  # before any parallel work (see engine/threads.py)
         try:
             with run_lock(run_dir, enabled=runtime.dist.is_main):
-                metrics, config = fit(config, run_dir, runtime, resume=resume is not None,
-                                      extend=resume is not None and bool(overrides))
+                metrics, config = fit(config, run_dir, runtime, resume=continuing, extend=extend)
         except KeyboardInterrupt as error:
             if runtime.dist.is_main and eval_split == "test":  # a sweep's trial: the sweep says how to continue
-                saved = f" ({error})" if isinstance(error, TrainingInterrupted) else ""
-                print(f"\ninterrupted{saved}; continue with: visionbench train --resume {run_dir}", file=sys.stderr)
+                saved_note = f" ({error})" if isinstance(error, TrainingInterrupted) else ""
+                print(f"\ninterrupted{saved_note}; continue with: visionbench train --resume {run_dir}", file=sys.stderr)
             raise
         except Exception as error:
             if runtime.dist.is_main:  # the log says why the run stopped, next to what it did
@@ -162,22 +190,25 @@ def train(
             raise
     finally:
         shutdown_distributed()
-        restore_threads(previous_threads)
+        if previous_threads is not None:
+            restore_threads(previous_threads)
     return TrainResult(run_dir=run_dir, metrics=metrics, config=config)
 
 
 def evaluate(
-    run: str | Path | None = None, *, pred: str | Path | None = None, task: str = "classify",
+    run: str | Path | None = None, *, pred: str | Path | list[str | Path] | None = None, task: str = "classify",
     gt: str | Path | None = None, num_classes: int | None = None, protocol: str = "pycocotools",
     ignore_index: int = 255, data: str | None = None, out: str | Path | None = None, device: str = "auto",
-    workers: int | None = None, quiet: bool = False, allow_partial: bool = False,
+    workers: int | None = None, quiet: bool = False, allow_partial: bool = False, resamples: int | None = None,
 ) -> EvaluateResult:
     """Evaluate a trained run on a test split, or the predictions file of any tool.
 
     Args:
         run: a run directory made by :func:`train`: its best checkpoint is evaluated.
         pred: instead of ``run``, a predictions file (CSV ``id,label,pred`` or
-            ``id,label,prob_0..``, JSON or NPZ; see :mod:`visionbench.data.predictions`).
+            ``id,label,prob_0..``, JSON, NPZ or Parquet; see :mod:`visionbench.data.predictions`);
+            for ``classify``, a list of files, a folder or a pattern are shards of one set of
+            predictions, evaluated as one file holding them in that order.
         task: what ``pred`` holds: ``"classify"`` (a predictions file), ``"detect"`` (a COCO
             results JSON, with ``gt`` a COCO instances JSON) or ``"segment"`` (a folder of PNG
             masks, with ``gt`` the folder of true masks, paired by file name).
@@ -190,20 +221,27 @@ def evaluate(
             prediction (a warning says how many), instead of refusing.
         data: evaluate ``run`` on this dataset's test split instead of its own (same classes).
         out: the new run directory (default: a fresh ``runs/eval-<name>-NNN``).
+        resamples: bootstrap resamples of each interval (default: 1000 for files, the run's
+            ``resamples`` for a run; 0: no intervals). Their time grows with samples x resamples.
 
     Returns:
         :class:`EvaluateResult` with the new ``run_dir`` and its ``metrics``.
     """
+    if resamples is not None and not 0 <= resamples <= cfg.MAX_RESAMPLES:
+        raise ValueError(f"resamples must be in [0, {cfg.MAX_RESAMPLES:,}] (0: no intervals); got {resamples!r}.")
+    file_resamples = DEFAULT_RESAMPLES if resamples is None else resamples
     if (run is None) == (pred is None):
         raise ValueError("give either RUN_DIR (a run directory made by `visionbench train`) or --pred FILE, not both.")
     if task in ("detect", "segment") and run is None:
         if pred is None or gt is None:
             raise ValueError(f"--task {task} evaluates files: give --gt (ground truth) and --pred (predictions), or "
                              f"RUN_DIR (a run of `visionbench train --task {task}`).")
-        return _evaluate_task_files(task, Path(gt), Path(pred), num_classes=num_classes, protocol=protocol,
-                                    ignore_index=ignore_index, allow_partial=allow_partial, out=out, quiet=quiet)
+        return _evaluate_task_files(task, Path(gt), _one_path(pred, task), num_classes=num_classes, protocol=protocol,
+                                    ignore_index=ignore_index, allow_partial=allow_partial, out=out, quiet=quiet,
+                                    resamples=file_resamples)
     if pred is not None:
-        return _evaluate_predictions_file(Path(pred), task=task, num_classes=num_classes, out=out, quiet=quiet)
+        return _evaluate_predictions_file(pred, task=task, num_classes=num_classes, out=out, quiet=quiet,
+                                          resamples=file_resamples)
     from visionbench.engine.distributed import shutdown_distributed
     from visionbench.engine.evaluation import check_evaluation_data
     from visionbench.engine.inference_spec import inference_spec, read_inference_spec
@@ -215,6 +253,8 @@ def evaluate(
     trained = read_inference_spec(source) if data is not None else None  # None: a run older than inference.json
     if data is not None:
         config = cfg.validate(dataclasses.replace(config, data=data, **_run_input_size(config, trained)))
+    if resamples is not None:  # the run's own --resamples otherwise
+        config = dataclasses.replace(config, resamples=resamples)
     runtime = _runtime(device, workers, quiet)
     previous_threads = apply_threads(config.threads)
     try:
@@ -244,22 +284,43 @@ def _run_input_size(config: Any, trained: Any) -> dict[str, Any]:
     return {"image_size": height} if height == width else {}
 
 
+DEFAULT_RESAMPLES = 1000  # bootstrap resamples of evaluated files, as TrainConfig.resamples
+
+
+def _one_path(pred: str | Path | list[str | Path], task: str) -> Path:
+    """The one ``--pred`` path of a detection or segmentation evaluation."""
+    if isinstance(pred, list | tuple):
+        if len(pred) != 1:
+            raise ValueError(f"--task {task} takes one --pred path; got {len(pred)}. Shards are read for --task "
+                             "classify; merge detection results (or mask folders) into one first.")
+        pred = pred[0]
+    return Path(pred)
+
+
 def _evaluate_predictions_file(
-    path: Path, *, task: str, num_classes: int | None, out: str | Path | None, quiet: bool
+    pred: str | Path | list[str | Path], *, task: str, num_classes: int | None, out: str | Path | None, quiet: bool,
+    resamples: int = DEFAULT_RESAMPLES,
 ) -> EvaluateResult:
-    """Metrics, predictions and report of another tool's predictions, in a new run directory."""
-    from visionbench.data.predictions import read_predictions_file
+    """Metrics, predictions and report of another tool's predictions (one file, or shards of one set),
+    in a new run directory."""
+    from visionbench.data.predictions import prediction_paths, read_predictions_files
     from visionbench.engine.evaluation import classification_report
 
     if task != "classify":
         raise ValueError(f"--pred files are read for task 'classify' only in this version; got {task!r}.")
-    table = read_predictions_file(path, num_classes=num_classes)
+    paths = prediction_paths(pred)
+    table = read_predictions_files(paths, num_classes=num_classes)
     classes = [str(k) for k in range(table.num_classes)]
-    metrics = classification_report(table.labels, table.preds, table.probs, classes)
-    metrics["split"] = "predictions file"
+    metrics = classification_report(table.labels, table.preds, table.probs, classes, resamples=resamples)
+    metrics["split"] = "predictions file" if len(paths) == 1 else f"predictions files ({len(paths)} shards)"
+    path = paths[0]
+    stem, shown = (path.stem, str(path)) if len(paths) == 1 else (f"{path.stem}-{len(paths)}-shards",
+                                                                  f"{len(paths)} shards ({path}, …)")
+    settings = {"task": task, "pred": str(path) if len(paths) == 1 else [str(p) for p in paths],
+                "num_classes": table.num_classes, "resamples": resamples}
     return _write_evaluation(
-        out, f"eval-{path.stem}", {"task": task, "pred": str(path), "num_classes": table.num_classes}, metrics,
-        f"evaluated {path}: {len(table.ids)} predictions, {table.num_classes} classes", quiet=quiet,
+        out, f"eval-{stem}", settings, metrics,
+        f"evaluated {shown}: {len(table.ids)} predictions, {table.num_classes} classes", quiet=quiet,
         write_extra=lambda run_dir: rundir.write_predictions(run_dir / rundir.PREDICTIONS, table.ids, table.labels,
                                                              table.preds, table.probs))
 
@@ -287,8 +348,8 @@ def _write_evaluation(out: str | Path | None, stem: str, config: dict[str, Any],
 
 
 def _evaluate_task_files(task: str, gt: Path, pred: Path, *, num_classes: int | None, protocol: str,
-                         ignore_index: int, allow_partial: bool, out: str | Path | None, quiet: bool
-                         ) -> EvaluateResult:
+                         ignore_index: int, allow_partial: bool, out: str | Path | None, quiet: bool,
+                         resamples: int = DEFAULT_RESAMPLES) -> EvaluateResult:
     """Detection or segmentation metrics of another tool's output files, in a new run directory."""
     from tqdm import tqdm
 
@@ -298,26 +359,28 @@ def _evaluate_task_files(task: str, gt: Path, pred: Path, *, num_classes: int | 
         return tqdm(items, desc="masks", unit="pair", file=sys.stderr, disable=quiet or not sys.stderr.isatty())
 
     if task == "detect":
-        metrics = evaluate_detection_files(gt, pred, protocol=protocol)
+        metrics = evaluate_detection_files(gt, pred, protocol=protocol, resamples=resamples)
         settings: dict[str, Any] = {"protocol": protocol}
     else:
         metrics = evaluate_segmentation_files(gt, pred, num_classes=num_classes, ignore_index=ignore_index,
-                                              allow_partial=allow_partial, progress=progress)
+                                              allow_partial=allow_partial, progress=progress, resamples=resamples)
         settings = {"num_classes": metrics["num_classes"], "ignore_index": ignore_index, "allow_partial": allow_partial}
     scored = f"{metrics['num_samples']} of {metrics.get('num_ground_truth', metrics['num_samples'])} images"
     return _write_evaluation(out, f"eval-{pred.stem}", {"task": task, "gt": str(gt), "pred": str(pred), **settings},
                              metrics, f"evaluated {pred} against {gt}: {scored}", quiet=quiet)
 
 
-def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None = None, device: str = "auto",
-            score_threshold: float | None = None) -> Any:
+def predict(run: str | Path | None, inputs: list[str | Path], *, out: str | Path | None = None, device: str = "auto",
+            score_threshold: float | None = None, model: str | Path | None = None) -> Any:
     """Predict image files with a trained run's best weights and write the results.
 
     Args:
-        run: a run directory made by :func:`train`.
+        run: a run directory made by :func:`train` (``None`` with ``model``).
         inputs: image files, or folders (their images, sorted, recursively).
-        out: the folder to write (default: ``RUN/predict``).
+        out: the folder to write (default: ``RUN/predict``; with ``model``: ``predict/`` beside it).
         score_threshold: detection: the lowest score kept (default: the run's ``score_threshold``).
+        model: instead of ``run``, a file written by :func:`export` (``.onnx``, ``.pt``, ``.pt2``), run on
+            the CPU with the preprocessing of the ``export.json`` and ``inference.json`` beside it.
 
     Returns:
         :class:`~visionbench.engine.predict.PredictOutput`: the folder and one row per image
@@ -331,6 +394,11 @@ def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None
     from visionbench.engine.threads import torch_threads
     from visionbench.engine.train import build_data, resolve_device
 
+    if model is not None:
+        return _predict_exported(run, inputs, model, out, score_threshold)
+    if run is None:
+        raise ValueError("give RUN_DIR (a run directory made by `visionbench train`) or --model FILE (a file made by "
+                         "`visionbench export`).")
     source, config, best = _trained_run(Path(run), "predict with")
     paths = _image_paths(inputs)
     torch_device = resolve_device(device)
@@ -346,6 +414,79 @@ def predict(run: str | Path, inputs: list[str | Path], *, out: str | Path | None
     for message in result.warnings:  # inputs unlike the training data: said on the console, and in the rows
         print(f"warning: {message}", file=sys.stderr)
     return result
+
+
+def _predict_exported(run: str | Path | None, inputs: list[str | Path], model: str | Path, out: str | Path | None,
+                      score_threshold: float | None) -> Any:
+    """:func:`predict` with an exported model file (:func:`visionbench.export.predict_exported`)."""
+    from visionbench.export import predict_exported
+
+    if run is not None:
+        raise ValueError(f"give either RUN_DIR or --model FILE, not both; got {str(run)!r} and {str(model)!r}. The "
+                         "exported file's folder holds what predicting needs.")
+    result = predict_exported(model, _image_paths(inputs), Path(out) if out else None, score_threshold)
+    for message in result.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    return result
+
+
+def export(run: str | Path, *, format: str = "onnx", out: str | Path | None = None, quantize: str | None = None,
+           half: bool = False, prune: float | None = None, evaluate: bool = False, quiet: bool = False) -> Any:
+    """Export a trained run's best weights and check the file on its test split (``visionbench export``;
+    ONNX needs ``pip install 'visionbench[export]'``).
+
+    Writes into ``out`` (a folder, or a model file name; default ``RUN/export-<format>/``) the model
+    file, ``export.json`` (input and outputs, dynamic axes, opset, the run's preprocessing, the
+    parity check and CPU latencies at batch 1 and 32) and ``inference.json``, so that
+    :func:`predict` with ``model=`` needs nothing else. See :mod:`visionbench.export`.
+
+    Args:
+        format: ``"onnx"``, ``"torchscript"`` or ``"pt2"``.
+        quantize: ``"int8"``: also an int8 ONNX model (onnxruntime's static quantization, calibrated on
+            the train split). half: also a float16 model for CUDA. prune: also a model with this
+            fraction of each layer's weights of smallest magnitude zeroed (e.g. ``0.5``).
+        evaluate: evaluate and compare on the test split even without compression (the table).
+        quiet: no log lines on stderr (``log.txt`` is still written).
+
+    Returns:
+        :class:`visionbench.export.ExportResult` (``out_dir``, ``model_file``, ``info``: the
+        ``export.json`` content, ``table``: the compression table as text).
+
+    Raises:
+        visionbench.export.ParityError: the exported file differs from the run's model on its test split.
+    """
+    from visionbench.export import export_run
+
+    return export_run(run, format=format, out=out, quantize=quantize, half=half, prune=prune, evaluate=evaluate,
+                      quiet=quiet)
+
+
+def explain(run: str | Path, inputs: list[str | Path], *, method: str | list[str] = "gradcam",
+            target: str | int | None = None, layer: str | None = None, out: str | Path | None = None,
+            device: str = "auto", baseline: str = "black", steps: int = 32) -> Any:
+    """Heatmaps of why a trained run predicts what it does on image files (``visionbench explain``).
+
+    Args:
+        run: a classification or segmentation run directory made by :func:`train`.
+        inputs: image files, or folders (their images, sorted, recursively).
+        method: ``"gradcam"``, ``"gradcam++"``, ``"integrated-gradients"``, or a list of them.
+        target: the class to explain (name or index); default: the predicted class (segmentation:
+            each class predicted on some pixel).
+        layer: the module Grad-CAM reads (default: the model's last convolutional stage).
+        out: the folder to write (default: ``RUN/explain``).
+        baseline, steps: integrated gradients' baseline (``"black"`` or ``"mean"``) and steps.
+
+    Returns:
+        :class:`~visionbench.explain.files.ExplainOutput`: the folder and the ``explain.json``
+        records (see :mod:`visionbench.explain.files`).
+    """
+    from visionbench.engine.train import resolve_device
+    from visionbench.explain.files import explain_run
+
+    source, config, best = _trained_run(Path(run), "explain")
+    methods = (method,) if isinstance(method, str) else tuple(method)
+    return explain_run(source, config, best, _image_paths(inputs), out=out, device=resolve_device(device),
+                       methods=methods, target=target, layer=layer, baseline=baseline, steps=steps)
 
 
 def _trained_run(run: Path, purpose: str) -> tuple[Path, Any, Path]:
@@ -491,7 +632,7 @@ def quality(
     psnr_cap: float | str | None = None, out: str | Path | None = None, quiet: bool = False,
     vmaf_model: str = "vmaf_v0.6.1",
     mos: str | Path | None = None, dmos: bool = False, mos_partial: bool = False,
-    model_files: dict[str, str | Path] | None = None,
+    model_files: dict[str, str | Path] | None = None, device: str = "auto",
 ) -> QualityRunResult:
     """Full-reference quality of two images, two folders (paired by relative path) or two videos
     (paired frame by frame); see :func:`visionbench.quality.assess` for the conventions.
@@ -515,6 +656,9 @@ def quality(
     ``model_files`` (metric name → file) gives the models of ``brisque`` (LIVE's SVR model, as
     ``.npz``), ``lpips`` (a local LPIPS weights file) and ``dists`` (DISTS' alpha/beta, with the VGG16
     or from the torch hub cache); nothing is ever downloaded.
+    ``device`` (``"auto"``: CUDA when available, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``) is where the
+    metrics run; files are read and videos decoded on the CPU either way (VMAF stays in libvmaf on
+    the CPU), and CUDA asked for where there is none is an error.
 
     Example:
         >>> result = quality("ref.png", "dist.png", quiet=True)  # doctest: +SKIP
@@ -524,6 +668,7 @@ def quality(
     from tqdm import tqdm
 
     from visionbench.engine.distributed import DistInfo
+    from visionbench.engine.runtime import resolve_device
     from visionbench.quality import assess
     from visionbench.quality.report_files import write_examples, write_items
 
@@ -531,6 +676,7 @@ def quality(
         return tqdm(items, total=total, desc="quality", unit="item", file=sys.stderr,
                     disable=quiet or total == 1 or not sys.stderr.isatty())
 
+    measuring_device = resolve_device(device)  # a CUDA asked for and absent fails before anything is read
     plan = None
     if mos is not None:  # the scores are read and matched to the pairs before anything is measured
         from visionbench.quality.mos_scores import prepare_mos  # (SciPy only when asked for)
@@ -539,7 +685,8 @@ def quality(
     try:
         result = assess(ref if plan is None else plan.reference, dist, metrics=metrics, profile=profile,
                         channel=channel, crop=crop_border, data_range=data_range, resize=resize, psnr_cap=psnr_cap,
-                        progress=progress, vmaf_model=vmaf_model, model_files=model_files)
+                        progress=progress, vmaf_model=vmaf_model, model_files=model_files,
+                        device=measuring_device)
     except ValueError as error:
         if plan is None:
             raise

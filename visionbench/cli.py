@@ -155,10 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="evaluate a trained run, or the predictions file of any tool",
         description="Evaluate the best checkpoint of RUN_DIR on the test split of its data (or --data), or "
                     "evaluate --pred FILE: predictions of any tool as CSV (id,label,pred or id,label,prob_0..prob_K-1), "
-                    "JSON or NPZ. Either way a run directory with metrics.json and report.html is written.",
+                    "JSON, NPZ or Parquet; several files or a folder are shards of one set of predictions. Either way "
+                    "a run directory with metrics.json and report.html is written.",
     )
     evaluate.add_argument("run", metavar="RUN_DIR", nargs="?", help="a run directory made by `visionbench train`")
-    evaluate.add_argument("--pred", metavar="FILE", help="a predictions file to evaluate instead of a run")
+    evaluate.add_argument("--pred", metavar="FILE", nargs="+",
+                          help="a predictions file to evaluate instead of a run; several files, a folder or a pattern "
+                               "(part-*.csv): shards, evaluated as one file holding them in that order (classify)")
+    evaluate.add_argument("--resamples", type=_int_at_least(0), default=None, metavar="N",
+                          help="bootstrap resamples of each metric's 95%% interval (default: 1000, or the run's "
+                               "--resamples; 0: no intervals); the time grows with samples x resamples")
     evaluate.add_argument("--task", default="classify", choices=TASKS, help="task of --pred (default: classify)")
     evaluate.add_argument("--gt", metavar="PATH", help="ground truth of --pred: a COCO instances JSON (detect) or a "
                                                         "folder of PNG masks (segment)")
@@ -175,17 +181,71 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(evaluate)
 
     predict = commands.add_parser(
-        "predict", help="predict image files with a trained run",
+        "predict", help="predict image files with a trained run (or an exported model file)",
         description="Predict image files (or folders of images) with RUN_DIR's best weights: classes with top-5 "
                     "probabilities (predictions.csv), boxes drawn on the images (NAME.png, detections.json), or "
-                    "colour-coded mask PNGs (NAME.png palette masks, NAME_overlay.png).",
+                    "colour-coded mask PNGs (NAME.png palette masks, NAME_overlay.png). With --model FILE, every "
+                    "argument is an image and the exported file predicts, with the run's preprocessing from the "
+                    "export.json and inference.json beside it.",
     )
-    predict.add_argument("run", metavar="RUN_DIR", help="a run directory made by `visionbench train`")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    predict.add_argument("--out", metavar="DIR", help="folder to write (default: RUN_DIR/predict)")
+    predict.add_argument("run", metavar="RUN_DIR", help="a run directory made by `visionbench train` (with --model: "
+                                                         "the first image)")
+    predict.add_argument("inputs", nargs="*", metavar="IMAGE", help="image files or folders of images")
+    predict.add_argument("--model", metavar="FILE", help="predict with this file of `visionbench export` (.onnx, .pt, "
+                                                          ".pt2) instead of a run, on the CPU")
+    predict.add_argument("--out", metavar="DIR", help="folder to write (default: RUN_DIR/predict; with --model: "
+                                                       "predict/ beside the file)")
     predict.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
     predict.add_argument("--score-threshold", type=float, metavar="X",
                          help="detection: lowest score drawn and listed (default: the run's --score-threshold)")
+
+    explain = commands.add_parser(
+        "explain", help="heatmaps of why a trained run predicts what it does",
+        description="Explain RUN_DIR's predictions on image files (or folders of images): one PNG per image and "
+                    "method (the input, then a heatmap overlay per explained class, titled with the prediction) "
+                    "and explain.json. Classification and segmentation runs.",
+    )
+    explain.add_argument("run", metavar="RUN_DIR", help="a classification or segmentation run made by `visionbench train`")
+    explain.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    explain.add_argument("--method", default="gradcam", metavar="METHOD[,METHOD]",
+                         help="gradcam, gradcam++ or integrated-gradients; several separated by commas (default: gradcam)")
+    explain.add_argument("--target", metavar="CLASS", help="class (name or index) to explain (default: the predicted "
+                         "class; segmentation: every class predicted on some pixel)")
+    explain.add_argument("--layer", metavar="NAME", help="module Grad-CAM reads (default: the last convolutional stage)")
+    explain.add_argument("--baseline", default="black", choices=("black", "mean"),
+                         help="integrated gradients: black image or the mean colour (zeros after normalisation) "
+                              "(default: black)")
+    explain.add_argument("--steps", type=_int_at_least(1), default=32, metavar="N",
+                         help="integrated gradients: steps of the path integral (default: 32)")
+    explain.add_argument("--out", metavar="DIR", help="folder to write (default: RUN_DIR/explain)")
+    explain.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
+    explain.add_argument("--json", action="store_true", help="print explain.json on stdout and nothing else")
+
+    exporting = commands.add_parser(
+        "export", help="export a trained run to ONNX, TorchScript or torch.export, checked on its test split",
+        description="Export RUN_DIR's best weights to --format (onnx: opset 18 with onnxruntime, needs `pip install "
+                    "'visionbench[export]'`; torchscript: torch.jit.trace, .pt; pt2: torch.export, .pt2) and write "
+                    "export.json: input shape and dtype, dynamic axes, the run's preprocessing, and the parity check "
+                    "(the file and the run's model on the test split: largest output difference, identical "
+                    "predictions, CPU latency at batch 1 and 32). A parity failure is an error. --quantize, --prune "
+                    "and --half add compressed files and a table of size, latency and test metric against the run's "
+                    "model with compare's paired test.",
+    )
+    exporting.add_argument("run", metavar="RUN_DIR", help="a run directory made by `visionbench train`")
+    exporting.add_argument("--format", default="onnx", choices=("onnx", "torchscript", "pt2"),
+                           help="file format (default: onnx)")
+    exporting.add_argument("--quantize", choices=("int8",), help="also an int8 ONNX model: onnxruntime's static "
+                                                                  "quantization calibrated on the train split")
+    exporting.add_argument("--prune", type=float, metavar="FRACTION",
+                           help="also a model with this fraction of each layer's smallest weights zeroed, e.g. 0.5")
+    exporting.add_argument("--half", action="store_true", help="also a float16 model for CUDA (needs a GPU)")
+    exporting.add_argument("--evaluate", action="store_true",
+                           help="evaluate the exported file on the test split against the run (the table) even "
+                                "without compression")
+    exporting.add_argument("--out", metavar="FILE_OR_DIR",
+                           help="folder to write, or the model file's name (default: RUN_DIR/export-FORMAT)")
+    exporting.add_argument("--quiet", action="store_true", help="no log lines on stderr")
+    exporting.add_argument("--json", action="store_true", help="print export.json on stdout and nothing else")
 
     compare = commands.add_parser(
         "compare", help="test whether runs differ on the same test samples",
@@ -245,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "lpips=LPIPS weights, dists=DISTS alpha/beta with or without the VGG16); repeat for "
                               "several; nothing is downloaded")
     quality.add_argument("--csv", action="store_true", help="print one CSV row per image pair or frame on stdout")
+    quality.add_argument("--device", default="auto",
+                         help="where the metrics run: auto (CUDA if available), cpu, cuda or cuda:N; files are read "
+                              "and videos decoded on the CPU either way (default: auto)")
     _add_output_options(quality, "quality", "no progress bar or log lines on stderr")
 
     converting = commands.add_parser(
@@ -349,7 +412,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     result = api.evaluate(args.run, pred=args.pred, task=args.task, gt=args.gt, num_classes=args.num_classes,
                           protocol=args.protocol, ignore_index=args.ignore_index, data=args.data, out=args.out,
                           device=args.device, workers=args.workers, quiet=args.quiet or args.json,
-                          allow_partial=args.allow_partial)
+                          allow_partial=args.allow_partial, resamples=args.resamples)
     if result_is_main():
         _print_result(result, args.json)
 
@@ -371,7 +434,9 @@ def _run_compare(args: argparse.Namespace) -> None:
 def _run_predict(args: argparse.Namespace) -> None:
     from visionbench import api
 
-    result = api.predict(args.run, args.inputs, out=args.out, device=args.device, score_threshold=args.score_threshold)
+    run, inputs = (None, [args.run, *args.inputs]) if args.model else (args.run, args.inputs)  # --model: all images
+    result = api.predict(run, inputs, out=args.out, device=args.device, score_threshold=args.score_threshold,
+                         model=args.model)
     for row in result.rows:
         if "pred" in row:
             print(f"{row['file']}: {row['pred']} ({row['probability']:.3f})")
@@ -383,6 +448,46 @@ def _run_predict(args: argparse.Namespace) -> None:
         else:
             print(f"{row['file']}: {row['mask']}")
     print(f"wrote {result.out_dir}")
+
+
+def _run_explain(args: argparse.Namespace) -> None:
+    import json
+
+    from visionbench import api
+
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    result = api.explain(args.run, args.inputs, method=methods, target=args.target, layer=args.layer, out=args.out,
+                         device=args.device, baseline=args.baseline, steps=args.steps)
+    if args.json:
+        print(json.dumps(result.rows, indent=1))
+        return
+    for row in result.rows:
+        layer = f" on {row['layer']}" if row["layer"] else ""
+        print(f"{row['image']}: {row['method']}{layer}, target {row['target']} "
+              f"(p={row['target_probability']:.3f}) -> {row['file']}")
+    print(f"wrote {result.out_dir}")
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from visionbench import api
+    from visionbench.engine.rundir import metrics_json_text
+
+    result = api.export(args.run, format=args.format, out=args.out, quantize=args.quantize, half=args.half,
+                        prune=args.prune, evaluate=args.evaluate, quiet=args.quiet or args.json)
+    if args.json:
+        print(metrics_json_text(result.info))
+        return
+    info, parity = result.info, result.info["parity"]
+    print(f"exported {result.model_file} ({info['format']}; input {info['input']['name']} {info['input']['dtype']} "
+          f"{info['input']['shape']})")
+    diffs = ", ".join(f"{name} {value:.2g}" for name, value in parity["max_abs_diff"].items())
+    print(f"parity on the test split ({parity['samples']} images): passed, largest difference {diffs}, "
+          f"{parity['differences_at_ties']} prediction(s) differing at ties")
+    for who, timing in parity["latency_ms_per_image"].items():
+        print(f"latency {who}: " + ", ".join(f"{key.replace('_', ' ')} {ms:.3f} ms/image" for key, ms in timing.items()))
+    if result.table:
+        print(result.table)
+    print(f"wrote {result.out_dir / 'export.json'}")
 
 
 def _run_convert(args: argparse.Namespace) -> None:
@@ -421,7 +526,7 @@ def _run_quality(args: argparse.Namespace) -> None:
                          psnr_cap=_psnr_cap_argument(args.psnr_cap), out=args.out,
                          quiet=args.quiet or args.json or args.csv, vmaf_model=args.vmaf_model,
                          mos=args.mos, dmos=args.dmos, mos_partial=args.mos_partial,
-                         model_files=_model_files(args.model_file))
+                         model_files=_model_files(args.model_file), device=args.device)
     from visionbench.engine.rundir import QUALITY_ITEMS, metrics_json_text
 
     if args.json:
@@ -510,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["train", *argv]  # `visionbench` alone, or with training flags, means train
     args = parser.parse_args(argv)
     handlers = {"train": _run_train, "sweep": _run_sweep, "evaluate": _run_evaluate, "quality": _run_quality, "convert": _run_convert, "compare": _run_compare, "list": _run_list,
-                "predict": _run_predict}
+                "predict": _run_predict, "explain": _run_explain, "export": _run_export}
     from visionbench._extras import MissingExtraError
     from visionbench.engine import NonFiniteLossError
 

@@ -88,7 +88,15 @@ class TrainConfig:
     checkpoint_every: int = _opt(0, "also checkpoint every N steps within an epoch (0: once per epoch)")
     eval_batch_size: int = _opt(256, "samples per evaluation step")
     val_every: int = _opt(1, "validate every N epochs (and after the last); best checkpoints come from validated epochs")
-    deterministic: bool = _opt(True, "deterministic kernels (cuDNN)")
+    deterministic: bool = _opt(True, "deterministic kernels (cuDNN); --no-deterministic also turns cuDNN's autotuner on")
+    channels_last: bool = _opt(False, "train in channels-last (NHWC) memory order, which GPU tensor cores prefer "
+                                      "(off: not measured on a GPU yet, and slower on the CPU for resnet18)")
+    compile: bool = _opt(False, "torch.compile the training forward and backward (compiled at the first step; a run "
+                                "is resumed bitwise only with the same setting)")
+    sync_bn: bool = _opt(False, "DDP: batch-norm statistics over the batches of every process (SyncBatchNorm; on "
+                                "CPU our own all-reduce batch norm), not per process; no effect on one process")
+    resamples: int = _opt(1000, "bootstrap resamples behind each test metric's confidence interval (0: no intervals); "
+                               "their time grows with samples x resamples")
     threads: int | str = _opt("auto", "CPU threads of the main process: a count N, or auto: OMP_NUM_THREADS if set, "
                                       "else half the CPU cores (1 to 8), fast also on a busy machine")
 
@@ -259,6 +267,7 @@ def _coerce(name: str, value: Any, annotation: str, source: str) -> Any:
 
 
 MAX_LR = 100.0  # the largest --lr accepted
+MAX_RESAMPLES = 1_000_000  # bootstrap resamples: beyond, a percentile interval no longer changes, the time does
 
 
 def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
@@ -287,6 +296,7 @@ def validate(config: AnyConfig, source: str = "the configuration") -> AnyConfig:
         ("mixup", getattr(config, "mixup", 0) >= 0, ">= 0 (0: off; typical 0.2)"),
         ("cutmix", getattr(config, "cutmix", 0) >= 0, ">= 0 (0: off; typical 1.0)"),
         ("val_every", config.val_every >= 1, ">= 1"),
+        ("resamples", 0 <= config.resamples <= MAX_RESAMPLES, f"in [0, {MAX_RESAMPLES:,}] (0: no intervals)"),
         ("score_threshold", 0 <= getattr(config, "score_threshold", 0) <= 1, "in [0, 1]"),
         ("ignore_index", getattr(config, "ignore_index", 255) >= 0, ">= 0"),
         ("val_fraction", 0 <= config.val_fraction < 1, "in [0, 1)"),

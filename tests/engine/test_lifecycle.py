@@ -66,8 +66,20 @@ def test_a_run_that_failed_before_its_first_checkpoint_restarts_with_the_same_co
     log = (result.run_dir / rundir.LOG).read_text()
     assert "stopped: image must be a readable image" in log and "starting it over" in log
     assert [r["epoch"] for r in rundir.read_history(result.run_dir)] == [1]
-    with pytest.raises(ValueError, match="already holds a run. Use --resume"):  # a run with a checkpoint is kept
-        visionbench.train(**options)
+    # Issue 16: the same command again continues the run (as --resume would: torchrun --max-restarts
+    # restarts with the same arguments); this one is finished, so its best checkpoint is evaluated again.
+    again = visionbench.train(**options)
+    assert json.dumps(again.metrics) == json.dumps(result.metrics)  # NaN-safe: the same numbers again
+    assert [r["epoch"] for r in rundir.read_history(result.run_dir)] == [1]
+    log = (result.run_dir / rundir.LOG).read_text()
+    assert "holds this command's run: continuing it" in log and "the run is finished (1 epochs" in log
+    # Other options are refused, naming each difference; nothing of the run changes.
+    before = {p: p.read_bytes() for p in result.run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="started with other options") as refused:
+        visionbench.train(**{**options, "epochs": 3, "lr": 0.01})
+    assert "--epochs: the run has 1, this command gives 3" in str(refused.value)
+    assert "--lr: the run has 0.003, this command gives 0.01" in str(refused.value)
+    assert {p: p.read_bytes() for p in result.run_dir.rglob("*") if p.is_file()} == before
 
 
 # ------------------------------------------------------------------------------ train longer

@@ -4,9 +4,10 @@ These act on the normalised float batch ``[B, C, H, W]`` after the preset's batc
 MixUp and CutMix turn the int64 labels ``[B]`` into soft targets ``[B, K]`` (class probabilities,
 each row summing to 1), which the loss must accept (cross entropy, bce, mse, mae do).
 
-Every random number comes from torch's global RNG, which
-:meth:`visionbench.data.transforms.TransformedDataset.__getitem__` seeds per
-``(seed, epoch, batch)``: the mixing of a batch is replayed exactly after a resume.
+Every random number comes from torch's global CPU RNG, which
+:meth:`visionbench.data.transforms.TransformedDataset.finish` seeds per
+``(seed, epoch, batch)``: the mixing of a batch is replayed exactly after a resume. The images may
+be on any device (the draws stay on the CPU, so a GPU batch mixes as the same CPU batch would).
 
 Each image is mixed with its neighbour in the batch (``roll(1)``, as torchvision's reference
 scripts do): the batch is already shuffled, so this pairs random images without another draw.
@@ -23,7 +24,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
+
+from visionbench.data.batch_augment import draw_erasing, erase
 
 Mode = Literal["mixup", "cutmix"]
 
@@ -79,8 +81,10 @@ class BatchMix:
         mixup_alpha: α of MixUp's ``Beta(α, α)``; 0 turns MixUp off.
         cutmix_alpha: α of CutMix's ``Beta(α, α)``; 0 turns CutMix off. With both on, each batch
             uses one of them with probability 0.5 (timm's and torchvision's recipes).
-        erase_p: probability that :class:`~torchvision.transforms.v2.RandomErasing` blanks a
-            rectangle of each image (to 0, the mean after normalisation); 0 turns it off.
+        erase_p: probability of blanking a rectangle of each image (to 0, the mean after
+            normalisation), drawn as :class:`~torchvision.transforms.v2.RandomErasing` does
+            (:func:`~visionbench.data.batch_augment.draw_erasing`), for the whole batch at once; 0
+            turns it off.
     """
 
     num_classes: int
@@ -112,8 +116,8 @@ class BatchMix:
             MixUp or CutMix is on.
         """
         if self.erase_p > 0:
-            erase = v2.RandomErasing(p=self.erase_p, value=0)
-            images = torch.stack([erase(image) for image in images])  # one rectangle per image
+            boxes = draw_erasing(len(images), (images.shape[-2], images.shape[-1]), p=self.erase_p)
+            images = erase(images, boxes, 0.0)  # one rectangle per image
         if not self.mixes:
             return images, labels
         onehot = F.one_hot(labels, self.num_classes).to(torch.float32)

@@ -9,8 +9,20 @@ A preset has two parts:
   sample removes most of the input pipeline's cost on small in-memory images such as digits.
 
 Randomness is seeded per batch from ``(seed, epoch, batch index)`` inside
-:meth:`TransformedDataset.__getitems__`, so augmentation does not depend on the number of
+:meth:`TransformedDataset.__getitem__`, so augmentation does not depend on the number of
 workers, does not consume the global RNG, and is replayed exactly after a resume.
+
+In-memory datasets whose images all have the model's size (digits, MNIST, CIFAR) skip ``sample``
+for ``light`` and ``standard``: their random part is a :class:`~visionbench.data.batch_augment.BatchRecipe`
+done on whole batches (``Preset.augment``), on the device the images live on
+(:meth:`TransformedDataset.to_device`). The policies (``randaugment``, ``trivialaugment``,
+``autoaugment``) and images that must be resized stay per-sample ``transforms.v2``.
+
+A batch is made in two stages, so that loader workers can do the first and the device the second
+(:mod:`visionbench.engine.loaders`): :meth:`TransformedDataset.load` gives the uint8 batch (per-sample
+transforms, or the batched crop and flip), :meth:`TransformedDataset.finish` the float batch
+(affine, normalisation, random erasing, MixUp/CutMix). Each stage is seeded by its own stream of
+the batch's seed.
 """
 
 from __future__ import annotations
@@ -18,11 +30,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
+
+from visionbench.data.batch_augment import BatchRecipe, CropSource
 
 Augment = Literal["auto", "none", "light", "standard", "randaugment", "trivialaugment", "autoaugment"]
 AUGMENT_CHOICES: tuple[str, ...] = ("auto", "none", "light", "standard", "randaugment", "trivialaugment", "autoaugment")
@@ -52,14 +66,17 @@ class Preset:
     Attributes:
         sample: per-sample transform (``None`` when there is nothing to do per sample).
         batch: transform on the stacked ``[B, C, H, W]`` uint8 batch, returning float32.
-        random: whether ``sample`` draws random numbers (seeding is skipped otherwise).
+        random: whether ``sample`` or ``augment`` draws random numbers (seeding is skipped otherwise).
         name: the preset name, for logs and ``config.yaml``.
+        augment: the random part done on whole uint8 batches instead of per sample (in-memory
+            images of the model's size, ``light`` and ``standard``), else ``None``.
     """
 
     sample: v2.Transform | None
     batch: v2.Transform
     random: bool
     name: str
+    augment: BatchRecipe | None = None
 
 
 def resolve_augment(augment: str, dataset_kind: str) -> str:
@@ -104,6 +121,10 @@ def build_preset(
     size = list(image_size)
     sample: list[v2.Transform] = []
     same_size = native_size is not None and tuple(native_size) == tuple(image_size)
+    batch = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    recipe = batch_recipe(augment, native_size, image_size) if train and resize_size is None else None
+    if recipe is not None:  # in-memory images of the model's size: augmented per batch, nothing per sample
+        return Preset(sample=None, batch=v2.Compose(batch), random=True, name=augment, augment=recipe)
     if train and (augment == "standard" or augment in _POLICIES):
         if resize_size is None and native_size is not None and max(native_size) <= 64:
             # Small fixed-size images (CIFAR): the classic padded crop.
@@ -124,7 +145,6 @@ def build_preset(
     if train and augment in _POLICIES:
         # Some policy ops (posterize, equalize) need uint8; a no-op on the usual uint8 samples.
         sample += [v2.ToDtype(torch.uint8, scale=True), _POLICIES[augment]()]
-    batch = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     random = train and augment != "none"
     return Preset(
         sample=v2.Compose(sample) if sample else None, batch=v2.Compose(batch), random=random,
@@ -132,13 +152,56 @@ def build_preset(
     )
 
 
+def batch_recipe(augment: str, native_size: tuple[int, int] | None, image_size: tuple[int, int]
+                 ) -> BatchRecipe | None:
+    """The batched form of ``light`` or ``standard`` for in-memory images of the model's size, or
+    ``None`` where the preset stays per-sample (the policies, ``none``, images to resize, and
+    ``standard`` on images above 64 px, whose random resized crop is per sample).
+
+    ``light`` is the affine of the per-sample preset (rotation ±10°, shift ±10 %, scale 0.9-1.1);
+    ``standard`` the padded crop (reflection, 1/8 of the side) and horizontal flip.
+    """
+    if native_size is None or tuple(native_size) != tuple(image_size):
+        return None
+    if augment == "light":
+        return BatchRecipe(degrees=10.0, translate=(0.1, 0.1), scale=(0.9, 1.1))
+    if augment == "standard" and max(native_size) <= 64:
+        return BatchRecipe(padding=max(1, image_size[0] // 8), flip=True)
+    return None
+
+
+_STREAM_STRIDE = 0x9E3779B97F4A7C15  # the golden-ratio constant: streams of one batch are far apart
+
+
+def batch_seed(seed: int, epoch: int, batch_number: int, stream: int = 0) -> int:
+    """The seed of one batch's random draws: a pure function of the run seed, the batch position
+    and the ``stream`` (0: :meth:`TransformedDataset.load`, 1: :meth:`TransformedDataset.finish`)."""
+    # Knuth's multiplicative mix keeps seeds of nearby (epoch, batch) pairs unrelated.
+    return (seed * 1_000_003 + epoch * 65_537 + batch_number + stream * _STREAM_STRIDE) % (2**63)
+
+
 @contextlib.contextmanager
-def seeded_batch(seed: int, epoch: int, batch_number: int) -> Iterator[None]:
-    """Seed torch's global RNG for one batch's random transforms, and restore it afterwards."""
+def seeded_batch(seed: int, epoch: int, batch_number: int, *, stream: int = 0) -> Iterator[None]:
+    """Seed torch's global CPU RNG for one batch's random transforms, and restore it afterwards.
+
+    Only the CPU generator is seeded (``torch.manual_seed`` would also reseed the GPU's, which
+    dropout draws from and ``fork_rng(devices=[])`` does not restore); every draw of the
+    augmentation is made on the CPU.
+    """
     with torch.random.fork_rng(devices=[]):
-        # Knuth's multiplicative mix keeps seeds of nearby (epoch, batch) pairs unrelated.
-        torch.manual_seed((seed * 1_000_003 + epoch * 65_537 + batch_number) % (2**63))
+        torch.random.default_generator.manual_seed(batch_seed(seed, epoch, batch_number, stream))
         yield
+
+
+class RawBatch(NamedTuple):
+    """A batch after :meth:`TransformedDataset.load`: uint8 images (or what per-sample transforms
+    gave), labels, and the batch position that seeds :meth:`TransformedDataset.finish`. A named
+    tuple, so a DataLoader pins its tensors."""
+
+    epoch: int
+    batch_number: int
+    images: torch.Tensor
+    labels: torch.Tensor
 
 
 class TransformedDataset(Dataset):
@@ -147,8 +210,11 @@ class TransformedDataset(Dataset):
     Indices come from :class:`visionbench.engine.sampling.EpochBatchSampler` as
     ``(epoch, batch_number, [indices])`` so the augmentation seed of each batch is a pure
     function of the run seed and the batch position. ``mix`` (training only) applies random
-    erasing and MixUp/CutMix to the finished batch under the same seed; with MixUp or CutMix the
+    erasing and MixUp/CutMix to the finished batch under the batch's seed; with MixUp or CutMix the
     labels come back as soft targets ``[B, K]``.
+
+    ``dataset[key]`` is ``finish(load(key))``; the engine may run the two stages in different
+    places (loader workers, then the device), with the same result.
     """
 
     def __init__(self, base: Dataset, preset: Preset, *, seed: int,
@@ -157,33 +223,108 @@ class TransformedDataset(Dataset):
         self.preset = preset
         self.seed = seed
         self.mix = mix
+        self._store: tuple[CropSource | torch.Tensor, torch.Tensor] | None = None  # (what to gather from, labels)
+        self._gathers = isinstance(getattr(base, "images", None), torch.Tensor) and preset.sample is None
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int, list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.finish(self.load(key))
+
+    @property
+    def gathers(self) -> bool:
+        """Whether batches are gathered from in-memory images (no per-sample transform), so the
+        images can live on the device (:meth:`to_device`)."""
+        return self._gathers
+
+    @property
+    def device(self) -> torch.device:
+        """Where gathered batches are made: the device of the stored images (the CPU until
+        :meth:`to_device`, and for datasets that do not gather)."""
+        return self._store[0].device if self._store is not None else torch.device("cpu")
+
+    def stored_bytes(self) -> int:
+        """Bytes that :meth:`to_device` moves: the images as gathered (padded and mirrored for a
+        crop and flip) and the labels."""
+        images, labels = self._source()
+        size = images.nbytes() if isinstance(images, CropSource) else images.numel() * images.element_size()
+        return size + labels.numel() * labels.element_size()
+
+    def to_device(self, device: torch.device) -> None:
+        """Keep the gathered images and labels on ``device`` (once; the batches are then made
+        there). Only for datasets that :attr:`gathers`."""
+        if not self.gathers:
+            raise ValueError("only in-memory datasets without per-sample transforms can live on a device.")
+        images, labels = self._source()
+        self._store = (images.to(device), labels.to(device))  # CropSource.to moves its tables too
+
+    def prepare(self) -> None:
+        """Make the store batches are gathered from now (padded and mirrored for a crop and flip),
+        rather than at the first batch: before loader workers start, so they share it."""
+        if self.gathers:
+            self._source()
+
+    def _source(self) -> tuple[CropSource | torch.Tensor, torch.Tensor]:
+        """The images batches are gathered from (padded once when the recipe crops) and the labels."""
+        if self._store is None:
+            images = self.base.images  # type: ignore[attr-defined]
+            recipe = self.preset.augment
+            self._store = (recipe.source(images) if recipe is not None else images, self.base.labels)  # type: ignore[attr-defined]
+        return self._store
+
+    def load(self, key: tuple[int, int, list[int]]) -> RawBatch:
+        """First stage: the batch's images before the float conversion (uint8 for the usual
+        datasets), where the images live, with its labels."""
         epoch, batch_number, indices = key
-        if not self.preset.random and self.mix is None:
-            return self._load(indices)
-        with seeded_batch(self.seed, epoch, batch_number):
+        if self.gathers:  # the recipe draws from its own generator: no global state to fork
+            generator = (torch.Generator().manual_seed(batch_seed(self.seed, epoch, batch_number))
+                         if self.preset.augment is not None else None)
+            images, labels = self._gather(indices, generator)
+        elif not self.preset.random:
             images, labels = self._load(indices)
+        else:
+            with seeded_batch(self.seed, epoch, batch_number):
+                images, labels = self._load(indices)
+        return RawBatch(epoch, batch_number, images, labels)
+
+    def finish(self, raw: RawBatch, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Second stage, on ``device`` (default: where ``raw`` is): the float32 normalised batch,
+        after the recipe's affine, random erasing and MixUp/CutMix."""
+        images, labels = raw.images, raw.labels
+        if device is not None:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        recipe = self.preset.augment
+        warps = recipe is not None and recipe.warps
+        if not warps and self.mix is None:
+            return self.preset.batch(images), labels
+        with seeded_batch(self.seed, raw.epoch, raw.batch_number, stream=1):
+            if warps:  # on [0, 1] floats, so the fill is black as in the per-sample preset
+                images = recipe.warp(images.to(torch.float32).div_(255))  # type: ignore[union-attr]
+            images = self.preset.batch(images)  # a float32 input is only normalised
             return self.mix(images, labels) if self.mix is not None else (images, labels)
 
+    def _gather(self, indices: list[int], generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch gathered from the in-memory images where they live (see :attr:`gathers`)."""
+        images, labels = self._source()
+        rows = torch.as_tensor(indices, dtype=torch.int64).to(labels.device, non_blocking=True)
+        recipe = self.preset.augment
+        # (B, C, H, W) uint8, one gather instead of B lookups (index_select: a copy per image, where
+        # images[rows] computes an address per pixel); cropped and flipped in it by a recipe
+        batch = recipe.gather(images, rows, generator) if recipe is not None else images.index_select(0, rows)
+        return batch, labels.index_select(0, rows)
+
     def _load(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = getattr(self.base, "images", None)
-        if isinstance(images, torch.Tensor) and self.preset.sample is None:
-            batch = images[indices]  # (B, C, H, W) uint8, one gather instead of B lookups
-            labels = self.base.labels[indices]  # type: ignore[attr-defined]
-        else:
-            samples = [self.base[i] for i in indices]
-            transform = self.preset.sample
-            batch = torch.stack([transform(img) if transform else img for img, _ in samples])
-            labels = [label for _, label in samples]
-            # Multi-label samples carry a multi-hot tensor [L]; single-label ones an int.
-            labels = torch.stack(labels) if isinstance(labels[0], torch.Tensor) else torch.tensor(labels, dtype=torch.int64)
-        return self.preset.batch(batch), labels
+        """The batch through the per-sample transforms, stacked."""
+        samples = [self.base[i] for i in indices]
+        transform = self.preset.sample
+        batch = torch.stack([transform(img) if transform else img for img, _ in samples])
+        labels = [label for _, label in samples]
+        # Multi-label samples carry a multi-hot tensor [L]; single-label ones an int.
+        labels = torch.stack(labels) if isinstance(labels[0], torch.Tensor) else torch.tensor(labels, dtype=torch.int64)
+        return batch, labels
 
 
-def identity_collate(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def identity_collate(batch: Any) -> Any:
     """Collate for :class:`TransformedDataset`: batches arrive already stacked."""
     return batch

@@ -14,7 +14,7 @@ from visionbench.data import ClassificationData, load_dataset, parse_data_spec
 from visionbench.data.mixing import BatchMix
 from visionbench.data.transforms import TransformedDataset, build_preset, normalization_stats, resolve_augment
 from visionbench.engine import rundir
-from visionbench.engine.evaluation import Predictions, classification_report, predict_split
+from visionbench.engine.evaluation import Predictions, classification_report, predict_split, validation_statistics
 from visionbench.engine.initial_weights import pretrained_input, weights_preprocessing
 from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.results import finish_test
@@ -95,11 +95,9 @@ def batch_loss(trainer: Any, batch: tuple[torch.Tensor, torch.Tensor], device: t
 
 def validate(model: nn.Module, loader: Any, trainer: Any, runtime: Runtime, bundle: DataBundle) -> dict[str, float]:
     """``val_loss`` and ``val_accuracy`` of ``model`` on the validation loader."""
-    val = predict_split(model, loader, trainer.loss_fn, device=runtime.device, dist=runtime.dist,
-                        autocast_dtype=trainer.autocast_dtype)
-    if not val.labels.numel():
-        return {"val_loss": float("nan"), "val_accuracy": float("nan")}
-    return {"val_loss": val.loss, "val_accuracy": float((val.preds == val.labels).double().mean())}
+    loss, accuracy, _ = validation_statistics(model, loader, trainer.loss_fn, device=runtime.device,
+                                              dist=runtime.dist, autocast_dtype=trainer.autocast_dtype)
+    return {"val_loss": loss, "val_accuracy": accuracy}
 
 
 def evaluate_and_write(
@@ -108,16 +106,25 @@ def evaluate_and_write(
     """Test-split predictions and metrics of ``model``, written to ``run_dir`` by rank 0."""
 
     loss_fn = create_loss(config.loss, num_classes=bundle.data.num_classes, label_smoothing=config.label_smoothing).to(runtime.device)
-    predictions = predict_split(model, eval_loader(bundle.test, config, runtime), loss_fn,
-                                device=runtime.device, dist=runtime.dist, autocast_dtype=autocast_dtype(config.amp, runtime.device))
+    predictions = predict_split(model, eval_loader(bundle.test, config, runtime), loss_fn, device=runtime.device,
+                                dist=runtime.dist, autocast_dtype=autocast_dtype(config.amp, runtime.device),
+                                main_only=True)
+    if predictions is None:  # not rank 0: the report is computed once, there, and broadcast
+        return finish_test(None, None, run_dir, runtime, log)
     report = classification_report(predictions.labels, predictions.preds, predictions.probs, bundle.data.classes,
-                                   seed=config.seed)
+                                   resamples=config.resamples, seed=config.seed)
     report["split"] = runtime.eval_split
 
     def write(run_dir: Path) -> None:
         ids = [bundle.data.test.ids[i] for i in predictions.indices.tolist()]
         rundir.write_predictions(run_dir / rundir.PREDICTIONS, ids, predictions.labels, predictions.preds, predictions.probs)
         write_worst_examples(run_dir / rundir.EXAMPLES, bundle.data.test, predictions)
+        from visionbench.explain.run_examples import write_classification_saliency
+
+        # Grad-CAM of the worst mistakes and a few correct images per class, for the report (never fails the run).
+        write_classification_saliency(run_dir, model, bundle.test, bundle.data.test.ids, predictions,
+                                      list(bundle.data.classes), mean=bundle.mean, std=bundle.std,
+                                      device=runtime.device, log=log)
 
     return finish_test(report, write, run_dir, runtime, log)
 

@@ -25,7 +25,7 @@ from visionbench.data.task_transforms import (
 from visionbench.engine import rundir
 from visionbench.engine.batches import loader_batches
 from visionbench.engine.dense import EXAMPLE_SIDE, fit_example, load_task_data, parameter_groups, sample_weights
-from visionbench.engine.distributed import gather_objects
+from visionbench.engine.distributed import gather_to_main
 from visionbench.engine.inference_spec import category_ids
 from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.results import finish_test
@@ -127,12 +127,15 @@ def evaluate_and_write(
     classes = list(bundle.data.classes)
     local = predict_batches(model, eval_loader(bundle.test, config, runtime), runtime,
                             autocast_dtype(config.amp, runtime.device))
-    outputs = sorted((item for part in gather_objects(local, runtime.dist) for item in part), key=lambda o: o[0])
+    parts = gather_to_main(local, runtime.dist)
+    if parts is None:  # not rank 0: the report is computed once, there, and broadcast
+        return finish_test(None, None, run_dir, runtime, log)
+    outputs = sorted((item for part in parts for item in part), key=lambda o: o[0])
     evaluator = _evaluator(len(classes), protocol=config.protocol, score_threshold=config.score_threshold)
     if outputs:
         evaluator.update([p for _, p, _ in outputs], [t for _, _, t in outputs])
     report = detection_metrics(evaluator, dict(enumerate(classes)), category_ids=category_ids(bundle.data),
-                               seed=config.seed)
+                               resamples=config.resamples, seed=config.seed)
     report["split"] = runtime.eval_split
     report["score_threshold"] = config.score_threshold
 

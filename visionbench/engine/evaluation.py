@@ -1,8 +1,8 @@
-"""The evaluation loop: predictions over a split, gathered across processes, and their metrics."""
+"""The evaluation loop: predictions over a split, gathered across processes (validation: only
+their sums), and their metrics."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,20 +11,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from visionbench.engine.batches import loader_batches
-from visionbench.engine.distributed import DistInfo, gather_objects
+from visionbench.engine.distributed import DistInfo, all_reduce_sum, gather_objects, gather_to_main
 from visionbench.metrics import (
     HIGHER_IS_BETTER,
-    UndefinedMetricWarning,
-    bootstrap_means,
     classification_intervals,
     confusion_matrix,
-    log_loss_terms,
     metrics_from_confusion,
-    percentile_interval,
     precision_recall_f1_from_confusion,
-    scores,
 )
-from visionbench.metrics.stats import bootstrap_count_blocks
+from visionbench.metrics.score_report import score_metrics, thin_curves
 
 
 @dataclass(frozen=True)
@@ -47,16 +42,11 @@ class Predictions:
         return self.probs.argmax(dim=1)
 
 
-@torch.no_grad()
-def predict_split(
-    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, *, device: torch.device, dist: DistInfo,
-    autocast_dtype: torch.dtype | None = None,
-) -> Predictions:
-    """Run ``model`` over ``loader`` (this rank's shard) and gather every rank's outputs.
-
-    The loader must yield this rank's contiguous shard in order (see ``ShardBatchSampler``), so
-    concatenating the shards in rank order restores dataset order with each sample once.
-    """
+def _local_outputs(
+    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, *, device: torch.device,
+    autocast_dtype: torch.dtype | None,
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], float]:
+    """This rank's ``(indices, labels, probs)`` chunks over ``loader`` and the sum of its losses."""
     was_training = model.training
     model.eval()
     chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -73,13 +63,33 @@ def predict_split(
             seen += len(labels)
             chunks.append((index, labels.cpu(), torch.softmax(logits, dim=1).cpu()))
     model.train(was_training)
+    return chunks, loss_sum
+
+
+@torch.no_grad()
+def predict_split(
+    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, *, device: torch.device, dist: DistInfo,
+    autocast_dtype: torch.dtype | None = None, main_only: bool = False,
+) -> Predictions | None:
+    """Run ``model`` over ``loader`` (this rank's shard) and gather every rank's outputs.
+
+    The loader must yield this rank's contiguous shard in order (see ``ShardBatchSampler``), so
+    concatenating the shards in rank order restores dataset order with each sample once.
+
+    Args:
+        main_only: gather on rank 0 alone (the others get ``None``): the test report is computed
+            once, by rank 0, and broadcast; the probabilities are not copied to every process.
+    """
+    chunks, loss_sum = _local_outputs(model, loader, loss_fn, device=device, autocast_dtype=autocast_dtype)
     local = (
         torch.cat([c[0] for c in chunks]) if chunks else torch.zeros(0, dtype=torch.int64),
         torch.cat([c[1] for c in chunks]) if chunks else torch.zeros(0, dtype=torch.int64),
         torch.cat([c[2] for c in chunks]) if chunks else None,
         loss_sum,
     )
-    parts = gather_objects(local, dist)
+    parts = gather_to_main(local, dist) if main_only else gather_objects(local, dist)
+    if parts is None:
+        return None
     probs = [p[2] for p in parts if p[2] is not None]
     total = sum(len(p[0]) for p in parts)
     return Predictions(
@@ -88,13 +98,34 @@ def predict_split(
     )
 
 
+@torch.no_grad()
+def validation_statistics(
+    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, *, device: torch.device, dist: DistInfo,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[float, float, int]:
+    """``(mean loss, accuracy, samples)`` over every rank's shard of ``loader``.
+
+    Each rank sums its losses, correct predictions and samples and the three sums are reduced
+    (one ``all_reduce`` of three numbers per epoch, instead of gathering every probability).
+    """
+    chunks, loss_sum = _local_outputs(model, loader, loss_fn, device=device, autocast_dtype=autocast_dtype)
+    correct = sum(int((probs.argmax(dim=1) == labels).sum()) for _, labels, probs in chunks)
+    count = sum(len(labels) for _, labels, _ in chunks)
+    sums = all_reduce_sum(torch.tensor([loss_sum, correct, count], dtype=torch.float64), dist)
+    samples = int(sums[2])
+    if samples == 0:
+        return float("nan"), float("nan"), 0
+    return float(sums[0]) / samples, float(sums[1]) / samples, samples
+
+
 def classification_report(
     labels: torch.Tensor, preds: torch.Tensor, probs: torch.Tensor | None, classes: list[str], *,
     resamples: int = 1000, seed: int = 0,
 ) -> dict[str, Any]:
     """``metrics.json`` content of a classification test split.
 
-    Scalar metrics carry a 95% bootstrap interval (samples resampled); with probabilities, the
+    Scalar metrics carry a 95% bootstrap interval (``resamples`` resamples of the samples; 0: none,
+    every ``ci95`` is NaN); with probabilities, the
     score metrics (``log_loss``, ``top5_accuracy`` for K > 5, ``roc_auc_macro``,
     ``average_precision_macro``, ``ece``) and the curves and reliability bins the report plots
     are added.
@@ -105,10 +136,13 @@ def classification_report(
     k = len(classes)
     cm = confusion_matrix(preds, labels, k)
     values = metrics_from_confusion(cm)
-    intervals = classification_intervals(preds, labels, k, resamples=resamples, seed=seed)
+    if resamples > 0:
+        intervals = classification_intervals(preds, labels, k, resamples=resamples, seed=seed)
+    else:  # --resamples 0: no intervals
+        intervals = {name: (float("nan"), float("nan")) for name in values}
     extras: dict[str, Any] = {}
     if probs is not None and labels.numel():
-        score_values, score_intervals, extras = _score_metrics(probs, labels, classes, resamples=resamples, seed=seed)
+        score_values, score_intervals, extras = score_metrics(probs, labels, classes, resamples=resamples, seed=seed)
         values.update(score_values)
         intervals.update(score_intervals)
     report: dict[str, Any] = {"task": "classify", "num_samples": int(labels.numel())}
@@ -125,78 +159,7 @@ def classification_report(
     return report
 
 
-# Points kept per curve in metrics.json: enough for a smooth plot, small enough for the file.
-_CURVE_POINTS = 200
-
-
-def _thin(values: list[torch.Tensor]) -> list[list[float]]:
-    """Keep at most ``_CURVE_POINTS`` evenly spaced points (first and last kept) of each curve."""
-    n = values[0].numel()
-    keep = torch.unique(torch.linspace(0, n - 1, min(n, _CURVE_POINTS)).round().long())
-    return [v[keep].tolist() for v in values]
-
-
-def _score_metrics(
-    probs: torch.Tensor, labels: torch.Tensor, classes: list[str], *, resamples: int, seed: int
-) -> tuple[dict[str, float], dict[str, tuple[float, float]], dict[str, Any]]:
-    """Score-based metrics with intervals, and the curves and calibration bins for the report."""
-    k = len(classes)
-    with warnings.catch_warnings():
-        # Classes absent from the test split make AUC/AP undefined for them; they are left out of
-        # the macro average and shown as NaN per class in the curves section.
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        # Rows are validated to sum to 1 within 1e-4 (scores.validate_scores); scikit-learn's
-        # stricter sqrt(eps) warning would fire on every file of rounded probabilities.
-        warnings.simplefilter("ignore", scores.ProbabilitySumWarning)
-        values = {
-            "log_loss": float(scores.log_loss(probs, labels)),
-            "roc_auc_macro": float(scores.roc_auc(probs, labels, average="macro")),
-            "average_precision_macro": float(scores.average_precision(probs, labels, average="macro")),
-            "ece": float(scores.expected_calibration_error(probs, labels)),
-        }
-        per_sample = {"log_loss": log_loss_terms(probs, labels, renormalize=False)}
-        if k > 5:
-            values["top5_accuracy"] = float(scores.top_k_accuracy(probs, labels, k=5))
-            per_sample["top5_accuracy"] = scores._top_k_hits(probs, labels, 5).double()
-        intervals = {name: percentile_interval(bootstrap_means(terms, resamples=resamples, seed=seed + i))
-                     for i, (name, terms) in enumerate(per_sample.items(), start=1)}
-        bins = scores.calibration_bins(probs, labels)
-        intervals.update(_weighted_intervals(probs, labels, bins, resamples=resamples, seed=seed + 10))
-        extras = {"roc_curve": {}, "pr_curve": {}}
-        for c, name in enumerate(classes):
-            positive = labels == c
-            if positive.all() or not positive.any():
-                continue  # undefined curve: the class is absent (or alone)
-            fpr, tpr, _ = scores.roc_curve(probs[:, c], positive)
-            precision, recall, _ = scores.precision_recall_curve(probs[:, c], positive)
-            fpr_l, tpr_l = _thin([fpr, tpr])
-            precision_l, recall_l = _thin([precision, recall])
-            extras["roc_curve"][name] = {"fpr": fpr_l, "tpr": tpr_l, "auc": float(torch.trapezoid(tpr, fpr))}
-            extras["pr_curve"][name] = {
-                "recall": recall_l, "precision": precision_l,
-                "ap": float(scores.average_precision(probs[:, c], positive.long())),
-            }
-        extras["reliability"] = {key: value.tolist() for key, value in bins.items()} | {"ece": values["ece"]}
-    return values, intervals, extras
-
-
-def _weighted_intervals(
-    probs: torch.Tensor, labels: torch.Tensor, bins: dict[str, torch.Tensor], *, resamples: int, seed: int
-) -> dict[str, tuple[float, float]]:
-    """Intervals of the ranking and calibration metrics (``bins``: :func:`scores.calibration_bins`),
-    all resamples of a block at once."""
-    found: dict[str, list[torch.Tensor]] = {"roc_auc_macro": [], "average_precision_macro": [], "ece": []}
-    confidence = probs.double().max(dim=1).values
-    correct = (probs.argmax(dim=1) == labels).double()
-    index = (torch.bucketize(confidence, bins["bin_edges"]) - 1).clamp(0, len(bins["count"]) - 1)
-    one_hot = torch.nn.functional.one_hot(index, len(bins["count"])).double()  # (N, B)
-    for counts in bootstrap_count_blocks(labels.numel(), resamples=resamples, seed=seed):  # (R_block, N)
-        found["roc_auc_macro"].append(scores.roc_auc(probs, labels, average="macro", sample_weight=counts))
-        found["average_precision_macro"].append(
-            scores.average_precision(probs, labels, average="macro", sample_weight=counts))
-        gap = counts @ (one_hot * (correct - confidence).unsqueeze(1))  # (R_block, B)
-        found["ece"].append(gap.abs().sum(dim=1) / labels.numel())
-    return {name: percentile_interval(torch.cat(parts)) for name, parts in found.items()}
+_thin = thin_curves  # engine/multilabel.py thins its PR curves the same way
 
 
 def _size_text(size: Any) -> str:

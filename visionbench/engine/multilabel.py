@@ -159,7 +159,8 @@ def evaluate_and_write(model: nn.Module, config: ClassifyConfig, bundle: DataBun
     classes = bundle.data.classes
     if not len(index):
         raise ValueError(f"the test split of {config.data} must hold at least one image; got 0. Raise --test-fraction.")
-    report = multilabel_report(probs, targets.long(), classes, threshold=THRESHOLD, seed=config.seed)
+    report = multilabel_report(probs, targets.long(), classes, threshold=THRESHOLD, resamples=config.resamples,
+                               seed=config.seed)
     report["split"] = runtime.eval_split
     report["pr_curve"] = pr_curves(probs, targets, classes)
 

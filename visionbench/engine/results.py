@@ -25,13 +25,15 @@ HEADLINES: dict[str, tuple[str, ...]] = {
 }
 
 
-def finish_test(report: dict[str, Any], write_outputs: Callable[[Path], None], run_dir: Path, runtime: Runtime,
-                log: rundir.RunLog) -> dict[str, Any]:
+def finish_test(report: dict[str, Any] | None, write_outputs: Callable[[Path], None] | None, run_dir: Path,
+                runtime: Runtime, log: rundir.RunLog) -> dict[str, Any]:
     """Rank 0 writes ``metrics.json``, the task's outputs (``write_outputs(run_dir)``) and the
-    report; every rank returns the same metrics."""
-    if log.warnings:  # what the run warned about (e.g. too few steps per epoch) stays with its results
+    report; every rank returns rank 0's metrics (the others may pass ``None``: the report is
+    computed once, on rank 0)."""
+    if report is not None and log.warnings:  # what the run warned about (e.g. too few steps per epoch) stays with its results
         report["warnings"] = [*report.get("warnings", []), *log.warnings]
     if runtime.dist.is_main:
+        assert report is not None and write_outputs is not None, "rank 0 computes the report"
         write_outputs(run_dir)
         rundir.write_metrics(run_dir, report)
         log.file(format_metrics(report))

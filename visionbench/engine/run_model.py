@@ -57,11 +57,15 @@ def architecture_only(config: AnyConfig) -> AnyConfig:
     return dataclasses.replace(config, weights=None, pretrained=False, **backbone)
 
 
-def load_run_model(weights: Path, config: Any, data: Any, image_size: tuple[int, int] | None) -> nn.Module:
+def load_run_model(weights: Path, config: Any, data: Any, image_size: tuple[int, int] | None, *,
+                   state: dict[str, Any] | None = None) -> nn.Module:
     """The run's model for ``data`` (a dataset, or an :class:`InferenceSpec`: what has
-    ``num_classes`` and ``in_channels``) with the run's ``weights`` loaded, in eval mode."""
+    ``num_classes`` and ``in_channels``) with the run's ``weights`` loaded, in eval mode.
+
+    ``state``: the weights file's tensors when already read (another process read and broadcast
+    them); ``weights`` then only names them in messages."""
     model = build_model(architecture_only(config), data, image_size)
-    state = ckpt.read_weights(weights)
+    state = ckpt.read_weights(weights) if state is None else state
     ckpt.check_finite_weights(state, f"weights file {str(weights)!r}",
                               "The run diverged when they were saved: retrain it (lower --lr or set --clip-grad-norm), "
                               "or use an earlier checkpoint.")

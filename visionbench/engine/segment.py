@@ -24,7 +24,7 @@ from visionbench.data.transforms import normalization_stats
 from visionbench.engine import rundir
 from visionbench.engine.batches import loader_batches
 from visionbench.engine.dense import EXAMPLE_SIDE, load_task_data, parameter_groups, sample_weights
-from visionbench.engine.distributed import gather_objects
+from visionbench.engine.distributed import gather_objects, gather_to_main
 from visionbench.engine.loaders import DataBundle, eval_loader
 from visionbench.engine.masks import colour_mask, write_mask_pngs
 from visionbench.engine.results import finish_test
@@ -160,10 +160,13 @@ def evaluate_and_write(
     classes = list(bundle.data.classes)
     local = predict_masks(model, eval_loader(bundle.test, config, runtime), runtime,
                           autocast_dtype(config.amp, runtime.device)).outputs
-    outputs = sorted((item for part in gather_objects(local, runtime.dist) for item in part), key=lambda o: o[0])
+    parts = gather_to_main(local, runtime.dist)
+    if parts is None:  # not rank 0: the report is computed once, there, and broadcast
+        return finish_test(None, None, run_dir, runtime, log)
+    outputs = sorted((item for part in parts for item in part), key=lambda o: o[0])
     confusions = per_image_confusions(outputs, len(classes), config.ignore_index)  # once: metrics, npz, worst images
     accumulator = _accumulate(confusions, len(classes), config.ignore_index)
-    report = segmentation_metrics(accumulator, classes=classes, seed=config.seed)
+    report = segmentation_metrics(accumulator, classes=classes, resamples=config.resamples, seed=config.seed)
     report["split"] = runtime.eval_split
 
     def write(run_dir: Path) -> None:
@@ -172,6 +175,11 @@ def evaluate_and_write(
         np.savez_compressed(run_dir / PER_IMAGE_CONFUSION, ids=np.array([str(ids[i]) for i, _, _ in outputs], dtype=str),
                             confusion=confusions.numpy())
         write_worst_masks(run_dir / rundir.EXAMPLES, outputs, confusions, bundle, classes, config.ignore_index)
+        from visionbench.explain.run_examples import write_segmentation_saliency
+
+        # Per-class Grad-CAM of the worst images, for the report (never fails the run).
+        write_segmentation_saliency(run_dir, model, bundle.test, ids, outputs, confusions, classes, mean=bundle.mean,
+                                    std=bundle.std, device=runtime.device, log=log)
 
     return finish_test(report, write, run_dir, runtime, log)
 

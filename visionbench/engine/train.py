@@ -28,17 +28,21 @@ from visionbench.engine import NonFiniteLossError, classify, detect, finetune, i
 from visionbench.engine import checkpoint as ckpt
 from visionbench.engine.batches import loader_batches
 from visionbench.engine.determinism import capture_rng_state, restore_rng_state, seed_everything
-from visionbench.engine.distributed import DistInfo, barrier
+from visionbench.engine.device_habits import compiled, configure_backends, prepare_model
+from visionbench.engine.distributed import DistInfo, barrier, main_then_broadcast
 from visionbench.engine.inference_spec import inference_spec, write_inference_spec
 from visionbench.engine.interrupt import StopRequest, TrainingInterrupted
-from visionbench.engine.loaders import DataBundle, eval_loader, train_loader
+from visionbench.engine.loaders import DataBundle, close_train_loader, eval_loader, train_loader
+from visionbench.engine.loss_tally import CHECK_EVERY, LossTally
 from visionbench.engine.multilabel import with_multilabel
 from visionbench.engine.optim import ModelEMA, build_optimizer, lr_factor_fn, scale_backbone_lr
 from visionbench.engine.run_model import build_model, build_model_and_weights, load_run_model
 from visionbench.engine.runtime import Runtime, autocast_dtype, resolve_device
 from visionbench.engine.sampling import EpochBatchSampler
+from visionbench.engine.sync_bn import count_batchnorms, use_sync_batchnorm
 from visionbench.engine.task import TaskHooks
 from visionbench.engine.threads import describe_threads
+from visionbench.losses.device_checks import device_asserts
 from visionbench.models.classifiers import model_for_weights
 
 __all__ = ["DataBundle", "Runtime", "build_data", "build_model", "build_trainer", "fit", "resolve_device"]
@@ -157,9 +161,12 @@ def evaluated_weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 def train_step(trainer: Trainer, batch: Any, config: AnyConfig, device: torch.device) -> tuple[torch.Tensor, int]:
     """One optimizer step on a batch; returns the detached loss and the batch's sample count.
-    Raises on a non-finite loss *before* the weights change, so the last checkpoint stays good."""
-    loss, count = trainer.batch_loss(trainer, batch, device)
-    if not torch.isfinite(loss):
+    On the CPU, raises on a non-finite loss *before* the weights change; on a GPU that check would
+    wait for every step, so :class:`~visionbench.engine.loss_tally.LossTally` makes it every few
+    steps and before each checkpoint, which therefore stays good too."""
+    with device_asserts():  # the loss checks its labels on the GPU without waiting for it
+        loss, count = trainer.batch_loss(trainer, batch, device)
+    if device.type == "cpu" and not torch.isfinite(loss):
         raise NonFiniteLossError(f"loss is {float(loss.detach())}")
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.scaler.scale(loss).backward()
@@ -185,33 +192,54 @@ def train_epoch(
     and after the current step when ``stop`` has a signal (then raises :class:`TrainingInterrupted`)."""
     loader = train_loader(bundle, config, runtime, epoch=progress.epoch, start_batch=progress.step_in_epoch,
                           sample_weights=trainer.sample_weights)
+    trainer.model = compiled(trainer.model, config)  # --compile: once, at the run's first epoch
     trainer.model.train()
     finetune.apply_epoch(trainer, config, progress.epoch, runtime.device)  # after train(): frozen norms stay in eval
+    tally = LossTally(progress, runtime.device)  # the loss stays on the device: no wait for the GPU per step
     with loader_batches(loader) as batches:
         for batch in batches:
             try:
                 loss, count = train_step(trainer, batch, config, runtime.device)
             except NonFiniteLossError as error:
-                raise NonFiniteLossError(
-                    f"{error} at epoch {progress.epoch + 1}, step {progress.step_in_epoch + 1}; training stopped. "
-                    f"The last good checkpoint is kept in {run_dir / rundir.CHECKPOINTS}. Lower --lr, set "
-                    "--clip-grad-norm, or check the data for NaN/inf values."
-                ) from None
-            progress.loss_sum += float(loss) * count
+                raise _stopped(f"{error} at epoch {progress.epoch + 1}, step {progress.step_in_epoch + 1}", run_dir
+                               ) from None
+            tally.add(loss, count)
             progress.loss_count += count
             progress.dropped_boxes += getattr(batch, "dropped_boxes", 0)
             progress.step_in_epoch += 1
             progress.global_step += 1
             bar.update(1)
-            if progress.global_step % 10 == 0:
+            checkpoint = bool(config.checkpoint_every) and progress.global_step % config.checkpoint_every == 0
+            stopping = stop is not None and stop.signal is not None
+            if progress.global_step % CHECK_EVERY == 0 or checkpoint or stopping:  # checkpoints follow a check
+                _flush(tally, progress, run_dir)
+            if progress.global_step % CHECK_EVERY == 0:
                 bar.set_postfix(loss=f"{progress.loss_sum / progress.loss_count:.4f}", refresh=False)
-            if config.checkpoint_every and progress.global_step % config.checkpoint_every == 0:
+            if checkpoint:
                 save_checkpoint(run_dir, trainer, progress, config, runtime.dist)
-            if stop is not None and stop.signal is not None:
+            if stopping:
                 save_checkpoint(run_dir, trainer, progress, config, runtime.dist)
                 raise TrainingInterrupted(f"{stop.name}: stopped after epoch {progress.epoch + 1}, step "
                                           f"{progress.step_in_epoch}; a checkpoint of that step is in "
                                           f"{run_dir / rundir.CHECKPOINTS}")
+    _flush(tally, progress, run_dir)
+    if progress.epoch + 1 >= config.epochs:  # the last epoch: its loader's persistent workers end now
+        close_train_loader(bundle)
+
+
+def _flush(tally: LossTally, progress: Progress, run_dir: Path) -> None:
+    """``tally`` into ``progress``, or the run stopped on the non-finite loss it found."""
+    try:
+        tally.flush(progress)
+    except NonFiniteLossError as error:
+        raise _stopped(str(error), run_dir) from None
+
+
+def _stopped(what: str, run_dir: Path) -> NonFiniteLossError:
+    """The error that stops a run on a non-finite loss: ``what`` happened, and what to do."""
+    return NonFiniteLossError(f"{what}; training stopped. The last good checkpoint is kept in "
+                              f"{run_dir / rundir.CHECKPOINTS}. Lower --lr, set --clip-grad-norm, or check the data "
+                              "for NaN/inf values.")
 
 
 def _eval_model(trainer: Trainer, config: AnyConfig, bundle: DataBundle) -> nn.Module:
@@ -282,7 +310,8 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     hint = initial_weights.small_dataset_hint(config, len(data.train))
     if hint:
         log(hint)
-    resumed = ckpt.load_state(run_dir / rundir.LAST_STATE) if resume and (run_dir / rundir.LAST_STATE).exists() else None
+    # Rank 0 alone reads the run directory and broadcasts what it read (no shared filesystem).
+    resumed = main_then_broadcast(lambda: _read_last_state(run_dir), dist) if resume else None
     trainer = build_trainer(config, bundle, device, dist.world_size,
                             resumed_weights=resumed["model"] if resumed else None)
     if trainer.initial_weights is not None:
@@ -293,6 +322,12 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     if dist.is_main:
         save_yaml(config, run_dir / rundir.CONFIG)  # as run: the batch size chosen, the epochs extended
         rundir.truncate_history(run_dir, progress.epoch)
+    if dist.enabled and config.sync_bn:  # before DDP wraps it: the parameters stay the optimizer's
+        trainer.core = use_sync_batchnorm(trainer.core, device)
+        log(f"--sync-bn: {count_batchnorms(trainer.core)} batch norms use the statistics of all "
+            f"{dist.world_size} processes' batches")
+    elif config.sync_bn:
+        log("--sync-bn has no effect on one process")
     if dist.enabled:
         trainer.model = nn.parallel.DistributedDataParallel(
             trainer.core, device_ids=[device.index] if device.type == "cuda" else None
@@ -300,6 +335,12 @@ def fit(config: AnyConfig, run_dir: Path, runtime: Runtime, *, resume: bool, ext
     if not progress.finished:
         run_epochs(trainer, bundle, config, runtime, progress, run_dir, log)
     return test_best(config, bundle, run_dir, runtime, log), config
+
+
+def _read_last_state(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``last.state.pt``, or ``None`` when it has none yet."""
+    path = run_dir / rundir.LAST_STATE
+    return ckpt.load_state(path) if path.exists() else None
 
 
 def check_splits(data: Any, config: AnyConfig, eval_split: str) -> None:
@@ -388,7 +429,8 @@ def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, w
     if resumed_weights is not None:
         model = model_for_weights(config.model, model, resumed_weights, num_classes=bundle.data.num_classes,
                                   in_channels=bundle.data.in_channels)
-    model = model.to(device)
+    model = prepare_model(model.to(device), config)  # --channels-last: before the optimizer sees the weights
+    configure_backends(config, device)
     loss_fn = hooks.build_loss(config, bundle)
     loss_fn = loss_fn.to(device) if loss_fn is not None else None
     groups = hooks.parameter_groups(config, model)
@@ -396,7 +438,7 @@ def build_trainer(config: AnyConfig, bundle: DataBundle, device: torch.device, w
         groups = scale_backbone_lr(groups, model, config.backbone_lr_scale, config.lr)
     optimizer = build_optimizer(
         config.optimizer, groups, lr=config.lr, momentum=config.momentum,
-        nesterov=config.nesterov, weight_decay=config.weight_decay,
+        nesterov=config.nesterov, weight_decay=config.weight_decay, device=device,
     )
     steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(bundle.train), config.batch_size, world_size)
     factor = lr_factor_fn(
@@ -532,7 +574,9 @@ def test_best(config: AnyConfig, bundle: DataBundle, run_dir: Path, runtime: Run
     """Evaluate ``best.safetensors`` on the test split (``runtime.eval_split``: the validation
     split for a search's trials); rank 0 writes metrics and predictions."""
     barrier(runtime.dist)
-    model = load_run_model(run_dir / rundir.BEST_WEIGHTS, config, bundle.data, bundle.image_size)
+    best = run_dir / rundir.BEST_WEIGHTS
+    weights = main_then_broadcast(lambda: ckpt.read_weights(best), runtime.dist)  # rank 0 reads, all load
+    model = load_run_model(best, config, bundle.data, bundle.image_size, state=weights)
     evaluated = bundle if runtime.eval_split == "test" else validation_as_test(bundle)
     return evaluate_and_write(model.to(runtime.device), config, evaluated, run_dir, runtime, log)
 

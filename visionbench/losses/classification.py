@@ -5,7 +5,8 @@ class labels ``target`` (int64 ``[N]``, values in ``[0, K)``), and returns the m
 unless ``reduction`` says otherwise. ``cross_entropy``, ``binary_cross_entropy``, ``mse`` and ``mae``
 also take soft targets: float ``[N, K]`` class probabilities in ``[0, 1]`` (MixUp/CutMix). Inputs are validated once by the shared ``_check_*`` helpers,
 so a wrong label or shape fails with an error naming the value and the fix instead of a CUDA
-assert deep inside the kernel. NaN/inf in ``logits`` is *not* checked here: the engine does that.
+assert deep inside the kernel (in a training step on a GPU, value checks are device-side assertions
+with that message instead: :mod:`visionbench.losses.device_checks`). NaN/inf in ``logits`` is *not* checked here: the engine does that.
 
 Two families, which differ in what ``reduction="none"`` returns:
 
@@ -27,6 +28,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from visionbench.losses.device_checks import assert_on_device, asserts_on_device
 from visionbench.losses.reduction import Reduction, check_reduction
 
 __all__ = [
@@ -77,12 +79,18 @@ def _check_labels(target: torch.Tensor, logits: torch.Tensor) -> None:
             "Pass one class index per sample (not one-hot)."
         )
     num_classes = logits.shape[1]
-    bad = target[(target < 0) | (target >= num_classes)]  # one device sync for the whole check
+    outside = (target < 0) | (target >= num_classes)
+    if asserts_on_device(target):  # no host sync per training step (see visionbench.losses.device_checks)
+        assert_on_device(~outside, f"target holds a label outside [0, {num_classes}) (the model has {num_classes} "
+                         "outputs); check num_classes or the dataset labels.")
+        return
+    bad = target[outside]
     if bad.numel():
         raise ValueError(
             f"target contains label {int(bad[0])} but the model has {num_classes} outputs "
             f"(labels must be in [0, {num_classes})); check num_classes or the dataset labels."
         )
+
 
 
 def _class_weight(weight: torch.Tensor | None, logits: torch.Tensor, *, name: str = "weight") -> torch.Tensor | None:
@@ -309,7 +317,12 @@ def _check_probabilities(target: torch.Tensor, logits: torch.Tensor) -> torch.Te
             f"float target must have the shape of logits {tuple(logits.shape)} (multi-label "
             f"or soft targets [N, K]); got {tuple(target.shape)}. Pass int64 labels [N] for single-label data."
         )
-    outside = target[(target < 0) | (target > 1) | target.isnan()]
+    invalid = (target < 0) | (target > 1) | target.isnan()
+    if asserts_on_device(target):
+        assert_on_device(~invalid, "float target must hold probabilities in [0, 1]; check the multi-label or "
+                         "soft-target encoding.")
+        return target.to(logits.dtype)
+    outside = target[invalid]
     if outside.numel():
         raise ValueError(
             f"float target must hold probabilities in [0, 1]; got {float(outside[0])!r}. "

@@ -38,6 +38,7 @@ from collections.abc import Callable
 
 import torch
 
+from visionbench.losses.device_checks import assert_on_device, asserts_on_device
 from visionbench.losses.reduction import Reduction, check_reduction
 
 __all__ = [
@@ -89,6 +90,9 @@ def _check_boxes(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tens
         )
     for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
         inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+        if asserts_on_device(boxes):  # no host sync per training step (see visionbench.losses.device_checks)
+            assert_on_device(~inverted, f"{name} must be XYXY with x1 <= x2 and y1 <= y2.")
+            continue
         bad = inverted.nonzero()  # one device sync for the whole check
         if bad.numel():
             row = int(bad[0, 0])
@@ -385,10 +389,13 @@ def sigmoid_focal_loss(
     if not gamma >= 0.0:
         raise ValueError(f"gamma must be >= 0; got {gamma!r}. RetinaNet uses 2.")
     target = target.to(logits.dtype)
-    outside = target[(target < 0) | (target > 1) | target.isnan()]
-    if outside.numel():
+    invalid = (target < 0) | (target > 1) | target.isnan()
+    if asserts_on_device(target):  # no host sync per training step (see visionbench.losses.device_checks)
+        assert_on_device(~invalid, "target must hold values in [0, 1]; use 1 for positives, 0 for negatives.")
+    elif invalid.any():
         raise ValueError(
-            f"target must hold values in [0, 1]; got {float(outside[0])!r}. Use 1 for positives, 0 for negatives."
+            f"target must hold values in [0, 1]; got {float(target[invalid][0])!r}. Use 1 for positives, 0 for "
+            "negatives."
         )
     p = torch.sigmoid(logits)
     log_term = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")

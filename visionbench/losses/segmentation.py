@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from visionbench.losses.classification import _class_weight, _softmax_focal
+from visionbench.losses.device_checks import assert_on_device, asserts_on_device
 from visionbench.losses.reduction import Reduction, check_reduction
 
 __all__ = [
@@ -67,7 +68,12 @@ def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int 
         )
     num_classes = logits.shape[1]
     valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
-    bad = target[valid & ((target < 0) | (target >= num_classes))]  # one device sync for the whole check
+    outside = valid & ((target < 0) | (target >= num_classes))
+    if asserts_on_device(target):  # no host sync per training step (see visionbench.losses.device_checks)
+        assert_on_device(~outside, f"target holds a label outside [0, {num_classes}) that is not ignore_index="
+                         f"{ignore_index!r}; check num_classes or the mask encoding.")
+        return valid
+    bad = target[outside]  # one device sync for the whole check
     if bad.numel():
         raise ValueError(
             f"target contains label {int(bad[0])} but the model has {num_classes} outputs (labels must be in "

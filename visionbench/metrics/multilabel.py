@@ -189,7 +189,7 @@ def multilabel_report(
 
     Args:
         scores: ``float [N, L]`` probabilities. target: ``{0, 1}`` ``[N, L]``. labels: the L names.
-        threshold, resamples, seed: decision threshold; bootstrap resamples and seed.
+        threshold, resamples, seed: decision threshold; bootstrap resamples (0: no intervals) and seed.
 
     Returns:
         ``{"task": "classify", "multilabel": True, "threshold", "num_samples", <metric>: {"value",
@@ -199,7 +199,10 @@ def multilabel_report(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # per-label table: 0/0 shown as 0, AP as None
         values = multilabel_metric_tensors(scores, target, threshold=threshold, zero_division=0)
-    intervals = multilabel_intervals(scores, target, threshold=threshold, resamples=resamples, seed=seed)
+    if resamples > 0:
+        intervals = multilabel_intervals(scores, target, threshold=threshold, resamples=resamples, seed=seed)
+    else:  # --resamples 0: no intervals
+        intervals = {name: (float("nan"), float("nan")) for name in MULTILABEL_HIGHER_IS_BETTER}
     report: dict[str, Any] = {"task": "classify", "multilabel": True, "threshold": threshold,
                               "num_samples": int(scores.shape[0])}
     for name, higher in MULTILABEL_HIGHER_IS_BETTER.items():

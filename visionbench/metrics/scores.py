@@ -2,7 +2,7 @@
 
 Functional core, float64 internally, in small steps: validate (:func:`validate_scores`), count
 (one stable descending sort per binary problem, then cumulative sums of sample weights at each
-distinct score), reduce (trapezoid / step-wise sums, class averages). Public functions:
+distinct score; :mod:`visionbench.metrics.ranking`), reduce (trapezoid / step-wise sums, class averages). Public functions:
 
 - multiclass probabilities ``[N, K]``: :func:`top_k_accuracy`, :func:`log_loss`, :func:`roc_auc`,
   :func:`average_precision`, :func:`calibration_bins`, :func:`expected_calibration_error`;
@@ -44,6 +44,10 @@ from visionbench.metrics.classification import (
     _nanaverage,
     log_loss_terms,
 )
+from visionbench.metrics.ranking import ap_from_counts as _ap_from_counts
+from visionbench.metrics.ranking import auc_from_counts as _auc_from_counts
+from visionbench.metrics.ranking import cumulative_counts as _cumulative_counts
+from visionbench.metrics.ranking import pr_from_counts, roc_from_counts
 
 ScoreAverage = Literal["macro", "weighted", "micro", "none"]
 _AVERAGES = ("macro", "weighted", "micro", "none")
@@ -284,57 +288,8 @@ def log_loss(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Ranking: cumulative counts at distinct thresholds
+# Ranking: cumulative counts at distinct thresholds (counted and reduced in metrics/ranking.py)
 # --------------------------------------------------------------------------------------------
-
-
-def _cumulative_counts(
-    scores: torch.Tensor, positive: torch.Tensor, weight: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Weighted true/false positives at each distinct threshold, scores descending.
-
-    Args:
-        scores: ``float [N]``. positive: ``bool [N]``. weight: ``None``, ``[N]`` or ``[R, N]``.
-
-    Returns:
-        ``tps, fps`` float64 ``[..., G]`` (counts with ``score >= threshold``) and the thresholds
-        ``[G]`` (distinct scores, descending, in the scores' dtype); as scikit-learn's
-        ``confusion_matrix_at_thresholds``.
-    """
-    sorted_scores, order = torch.sort(scores, descending=True, stable=True)
-    ends = torch.nonzero(sorted_scores[1:] != sorted_scores[:-1]).flatten()  # last index of each group but the last
-    ends = torch.cat([ends, ends.new_tensor([scores.shape[0] - 1])])  # (G,)
-    pos = positive[order].double()  # (N,)
-    w = torch.ones_like(pos) if weight is None else weight[..., order]  # (..., N)
-    tps = torch.cumsum(w * pos, dim=-1)[..., ends]
-    fps = torch.cumsum(w * (1 - pos), dim=-1)[..., ends]
-    return tps, fps, sorted_scores[ends]
-
-
-def _prepend_zero(values: torch.Tensor) -> torch.Tensor:
-    return torch.cat([torch.zeros_like(values[..., :1]), values], dim=-1)
-
-
-def _auc_from_counts(tps: torch.Tensor, fps: torch.Tensor) -> torch.Tensor:
-    """Trapezoid area under (fps/F, tps/T) from (0, 0): ties count one half. NaN when T or F is 0."""
-    positives, negatives = tps[..., -1], fps[..., -1]
-    t, f = _prepend_zero(tps), _prepend_zero(fps)
-    doubled = ((f[..., 1:] - f[..., :-1]) * (t[..., 1:] + t[..., :-1])).sum(-1)  # 2 * area * T * F
-    defined = (positives > 0) & (negatives > 0)
-    scale = torch.where(defined, 2 * positives * negatives, torch.ones_like(positives))
-    return torch.where(defined, doubled / scale, torch.full_like(doubled, float("nan")))
-
-
-def _ap_from_counts(tps: torch.Tensor, fps: torch.Tensor) -> torch.Tensor:
-    """Step-wise AP ``sum_g (R_g - R_{g-1}) P_g`` (scikit-learn's, not interpolated). NaN when T is 0."""
-    positives = tps[..., -1]
-    predicted = tps + fps
-    precision = torch.where(predicted > 0, tps / torch.where(predicted > 0, predicted, 1.0), 0.0)
-    recall_steps = tps - _prepend_zero(tps)[..., :-1]  # (..., G)
-    defined = positives > 0
-    total = torch.where(defined, positives, torch.ones_like(positives))
-    ap = (recall_steps / total.unsqueeze(-1) * precision).sum(-1)
-    return torch.where(defined, ap, torch.full_like(ap, float("nan")))
 
 
 _BinaryFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -480,8 +435,7 @@ def _curve_counts(
         scores, positive, weight = scores[keep], positive[keep], weight[keep]
         if scores.numel() == 0:
             raise ValueError("sample_weight must have a non-zero entry; got all zeros.")
-    tps, fps, thresholds = _cumulative_counts(scores, positive, weight)
-    return tps, fps, thresholds.double()
+    return _cumulative_counts(scores, positive, weight)
 
 
 def roc_curve(
@@ -511,28 +465,13 @@ def roc_curve(
         [0.0, 0.5, 0.5, 1.0, 1.0]
     """
     tps, fps, thresholds = _curve_counts(scores, positive, sample_weight)
-    if drop_intermediate and fps.numel() > 2:
-        # scikit-learn: np.diff(x, 2) != 0, i.e. (x2 - x1) - (x1 - x0): same operations.
-        second_f = (fps[2:] - fps[1:-1]) - (fps[1:-1] - fps[:-2])
-        second_t = (tps[2:] - tps[1:-1]) - (tps[1:-1] - tps[:-2])
-        corner = (second_f != 0) | (second_t != 0)
-        keep = torch.cat([corner.new_ones(1), corner, corner.new_ones(1)])
-        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
-    tps, fps = _prepend_zero(tps), _prepend_zero(fps)
-    thresholds = torch.cat([thresholds.new_tensor([float("inf")]), thresholds])
     if fps[-1] <= 0:
         warnings.warn("No negative samples in the target: the false positive rate is undefined (NaN).",
                       UndefinedMetricWarning, stacklevel=2)
-        fpr = torch.full_like(fps, float("nan"))
-    else:
-        fpr = fps / fps[-1]
     if tps[-1] <= 0:
         warnings.warn("No positive samples in the target: the true positive rate is undefined (NaN).",
                       UndefinedMetricWarning, stacklevel=2)
-        tpr = torch.full_like(tps, float("nan"))
-    else:
-        tpr = tps / tps[-1]
-    return fpr, tpr, thresholds
+    return roc_from_counts(tps, fps, thresholds, drop_intermediate=drop_intermediate)
 
 
 def precision_recall_curve(
@@ -559,20 +498,10 @@ def precision_recall_curve(
         [1.0, 1.0, 0.5, 0.5, 0.0]
     """
     tps, fps, thresholds = _curve_counts(scores, positive, sample_weight)
-    if drop_intermediate and fps.numel() > 2:
-        change = (tps[1:-1] != tps[:-2]) | (tps[2:] != tps[1:-1])
-        keep = torch.cat([change.new_ones(1), change, change.new_ones(1)])
-        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
-    predicted = tps + fps
-    precision = torch.where(predicted != 0, tps / torch.where(predicted != 0, predicted, 1.0), 0.0)
     if tps[-1] == 0:
         warnings.warn("No positive samples in the target: recall is set to 1 for all thresholds.",
                       UndefinedMetricWarning, stacklevel=2)
-        recall = torch.ones_like(tps)
-    else:
-        recall = tps / tps[-1]
-    one, zero = precision.new_ones(1), precision.new_zeros(1)
-    return torch.cat([precision.flip(0), one]), torch.cat([recall.flip(0), zero]), thresholds.flip(0)
+    return pr_from_counts(tps, fps, thresholds, drop_intermediate=drop_intermediate)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ Two exact shortcuts keep 1,000 resamples of 100k predictions under a second on 2
   once (the conditional-binomial construction of a multinomial), instead of drawing R × N indices.
 * **Means of per-sample values** (e.g. log-loss terms): indices are drawn in cache-sized blocks
   into reused buffers, and each resample's mean is a sum over its block row.
+* **Resamples as count columns** (:func:`bootstrap_count_columns`): how often each sample is drawn,
+  one column per resample, so that sums over any subsets of samples, for a whole block of
+  resamples, are one (sparse) matrix product (ROC AUC and AP: :mod:`visionbench.metrics.ranking`).
 
 Each metric's interval is a marginal percentile interval, so the two families may use
 independent draws.
@@ -16,6 +19,7 @@ independent draws.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -133,18 +137,22 @@ def classification_intervals(
 _MAX_DRAWN = 1 << 22
 
 
-def bootstrap_index_blocks(num_samples: int, *, resamples: int, seed: int) -> Iterator[torch.Tensor]:
+def bootstrap_index_blocks(
+    num_samples: int, *, resamples: int, seed: int, dtype: torch.dtype = torch.int64
+) -> Iterator[torch.Tensor]:
     """Bootstrap index draws in blocks: ``int64 [R_block, N]`` per block, ``R`` rows in all.
 
     Block ``j`` is ``torch.randint(0, N, (R_block, N), generator=g)`` with one
     ``torch.Generator().manual_seed(seed)`` for all blocks, in order; ``R_block`` is
     ``max(1, 2**22 // N)`` (the last block may be smaller). Paired comparisons apply the same
-    block to both runs.
+    block to both runs. ``dtype=torch.int32`` gives the same indices (torch draws the same
+    32-bit numbers for either), a third faster.
     """
     generator = torch.Generator().manual_seed(seed)
     block = max(1, _MAX_DRAWN // max(num_samples, 1))
     for start in range(0, resamples, block):
-        yield torch.randint(0, num_samples, (min(block, resamples - start), num_samples), generator=generator)
+        yield torch.randint(0, num_samples, (min(block, resamples - start), num_samples), generator=generator,
+                            dtype=dtype)
 
 
 def bootstrap_count_blocks(num_samples: int, *, resamples: int = 1000, seed: int = 0) -> Iterator[torch.Tensor]:
@@ -158,3 +166,67 @@ def bootstrap_count_blocks(num_samples: int, *, resamples: int = 1000, seed: int
         count = draws.shape[0]
         offsets = torch.arange(count).unsqueeze(1) * num_samples
         yield torch.bincount((draws + offsets).reshape(-1), minlength=count * num_samples).view(count, num_samples).double()
+
+
+# Counts held per block by :func:`bootstrap_count_columns`: 2**24 float32 = 64 MiB (twice that with prefetch).
+_MAX_COUNTS = 1 << 24
+
+
+def count_columns_width(num_samples: int, resamples: int) -> int:
+    """Resamples per block of :func:`bootstrap_count_columns`: ``min(R, max(1, 2**24 // N))``."""
+    return min(resamples, max(1, _MAX_COUNTS // max(num_samples, 1)))
+
+
+def bootstrap_count_columns(
+    num_samples: int, *, resamples: int = 1000, seed: int = 0, prefetch: bool = False
+) -> Iterator[torch.Tensor]:
+    """The resamples of :func:`bootstrap_count_blocks` (same seed: the same resamples, in the
+    same order), sample-major: ``float32 [N, R_block]`` per block, column r holding how often
+    each sample was drawn in resample r (columns sum to N).
+
+    ``R_block`` is :func:`count_columns_width` (the last block may be narrower). Counts are small
+    integers, exact in float32; this layout lets a sparse matrix of sample subsets sum every
+    resample of a block in one product (:func:`visionbench.metrics.ranking.resampled_auc_ap`).
+    The yielded tensor is a buffer that a later block overwrites: copy it to keep it.
+
+    ``prefetch=True`` draws the next block in a background thread while the caller uses the
+    current one (the drawing is single-threaded; the same blocks, in the same order, for twice
+    the buffer memory).
+    """
+    if num_samples == 0 or resamples <= 0:
+        return
+    width = count_columns_width(num_samples, resamples)
+    buffers = [torch.empty(num_samples, width, dtype=torch.float32) for _ in range(2 if prefetch else 1)]
+    blocks = _count_column_blocks(num_samples, resamples, seed, buffers)
+    if not prefetch:
+        yield from blocks
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:  # one worker: the generator's draws stay in order
+        pending = pool.submit(next, blocks, None)
+        while (block := pending.result()) is not None:
+            # The worker fills the other buffer; the caller is done with it (it asked for this block).
+            pending = pool.submit(next, blocks, None)
+            yield block
+
+
+def _count_column_blocks(
+    num_samples: int, resamples: int, seed: int, buffers: list[torch.Tensor]
+) -> Iterator[torch.Tensor]:
+    """The blocks of :func:`bootstrap_count_columns`, filled into ``buffers`` in turn."""
+    width, turn = buffers[0].shape[1], 0
+    columns, filled = buffers[0], 0
+    for draws in bootstrap_index_blocks(num_samples, resamples=resamples, seed=seed, dtype=torch.int32):
+        rows = draws.shape[0]
+        draws += torch.arange(rows, dtype=torch.int32).unsqueeze(1) * num_samples  # one bincount for the block
+        counts = torch.bincount(draws.reshape(-1), minlength=rows * num_samples).view(rows, num_samples)
+        done = 0
+        while done < rows:  # index blocks and count blocks have different heights
+            take = min(rows - done, width - filled)
+            columns[:, filled:filled + take].copy_(counts[done:done + take].t())
+            filled, done = filled + take, done + take
+            if filled == width:
+                yield columns
+                turn += 1
+                columns, filled = buffers[turn % len(buffers)], 0
+    if filled:
+        yield columns[:, :filled]

@@ -17,6 +17,11 @@ Conventions, all recorded in the result's ``settings`` and in ``metrics.json``:
 - **VMAF** (:mod:`visionbench.quality.vmaf`; FFmpeg's libvmaf, on the CPU): ignores ``channel``
   (libvmaf reads the videos' stored YUV, or YUV converted from each image pair as read); its
   entry adds libvmaf's ``harmonic_mean`` and the model (``vmaf_model``).
+- **Device**: images and videos are read and decoded on the CPU; with ``device`` each item is
+  then moved there and measured there (on a GPU the windowed metrics filter whole planes at once,
+  :mod:`visionbench.quality.layout`), and ``settings`` records it. Values agree with the CPU's to
+  the last few bits (float64 on both, only summation orders differ; the CUDA tests ask 1e-10
+  relative, 1e-7 for NIQE and BRISQUE).
 
 Memory stays bounded: items are processed one at a time, and only the few worst items keep
 small thumbnails for the report.
@@ -81,7 +86,7 @@ def assess(
     profile: str = "skimage", channel: str | None = None, crop: int = 0, data_range: float | None = None,
     resize: str | None = None, psnr_cap: float | str | None = None, examples: int = 6,
     progress: Callable[[Iterable[Any], int | None], Iterable[Any]] | None = None, vmaf_model: str = "vmaf_v0.6.1",
-    model_files: Mapping[str, str | Path] | None = None,
+    model_files: Mapping[str, str | Path] | None = None, device: str | torch.device | None = None,
 ) -> QualityResult:
     """Full-reference quality of two tensors, images, folders or videos (see the module docstring).
 
@@ -109,6 +114,10 @@ def assess(
             ``niqe`` (an ``.npz``, e.g. LIVE's ``modelparameters.mat`` converted:
             :func:`~visionbench.quality.no_reference.load_niqe_model`); nothing is ever downloaded. No-reference
             metrics (``niqe``, ``brisque``) score ``dist`` alone.
+        device: where the metrics run (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``);
+            each item, read or decoded on the CPU, is moved there first. ``None`` measures items
+            where they are (tensors on their device, files on the CPU). CUDA asked for and not
+            available is a ``ValueError``. :func:`visionbench.api.quality` resolves ``"auto"``.
 
     Returns:
         A :class:`QualityResult`.
@@ -119,6 +128,7 @@ def assess(
         1.0
     """
     functions = resolve_metrics(tuple(metrics), check_profile(profile), model_files)
+    target = measuring_device(device)
     vmaf = functions.pop("vmaf", None) is not None  # scored by libvmaf (_VmafScorer), not by a tensor function
     check_vmaf_model(vmaf_model)
     if resize is not None and resize not in RESIZE_MODES:
@@ -131,12 +141,15 @@ def assess(
     scorer = _VmafScorer(vmaf_model, source, crop, progress) if vmaf else None  # a video's VMAF run comes first
     settings.update({"vmaf_model": vmaf_model} if vmaf else {})
     settings.update(_model_settings(metrics, model_files))
+    settings.update({"device": str(target)} if target is not None else {})
     worst = _WorstItems(examples, metrics[0], QUALITY_METRICS[metrics[0]].higher_is_better)
     rows = []
     items = progress(source.items, source.count) if progress else source.items
     with _torch_threads(1 if source.kind == "videos" else None):
         for name, time, x, y in items:
             extra = {"vmaf": scorer.score(len(rows), x, y)} if scorer else {}
+            if target is not None:  # decoded on the CPU (VMAF above took the pair as read), measured on the device
+                x, y = x.to(target), y.to(target)
             rows.append(_measure_item(name, time, x, y, source, crop, functions, profile, worst, cap, metrics, extra))
     if not rows:
         raise ValueError(f"nothing to compare in {str(ref)!r} and {str(dist)!r}.")
@@ -163,6 +176,21 @@ def _measure_item(name: str, time: float | None, x: torch.Tensor, y: torch.Tenso
         row["psnr"] = min(row["psnr"], cap)
     worst.offer(row, x, y, source.data_range)
     return row
+
+
+def measuring_device(device: str | torch.device | None) -> torch.device | None:
+    """The device :func:`assess` measures on (``None``: where each item already is); a clear
+    ``ValueError`` for an unknown name, or for CUDA when this machine has none."""
+    if device is None:
+        return None
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be cpu, cuda or cuda:N (or None: where the data is); got {device!r}.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for but CUDA is not available here; measure on the CPU "
+                         "(device='cpu', --device cpu) or with --device auto.")
+    return resolved
 
 
 def _model_settings(metrics: Sequence[str], model_files: Mapping[str, str | Path] | None) -> dict[str, Any]:
@@ -499,7 +527,7 @@ class _WorstItems:
         badness = -self.sign * value
         if len(self.heap) == self.limit and -self.heap[0][0] >= badness:
             return
-        example = make_example(row["item"], value, x, y, data_range)
+        example = make_example(row["item"], value, x.cpu(), y.cpu(), data_range)  # thumbnails are NumPy arrays
         self.offered += 1
         entry = (-badness, self.offered, example)
         if len(self.heap) < self.limit:

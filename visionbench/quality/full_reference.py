@@ -17,6 +17,8 @@ from typing import Literal
 
 import torch
 
+from visionbench.quality.layout import Layout, depthwise_valid_filter, use_batch
+
 Reduction = Literal["none", "mean"]
 
 # Wang et al. 2004 constants, as scikit-image uses them.
@@ -125,18 +127,22 @@ def _reflect_pad(image: torch.Tensor, pad: int) -> torch.Tensor:
     return image
 
 
-def ssim_map(x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None) -> torch.Tensor:
+def ssim_map(x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None,
+             layout: Layout = "auto") -> torch.Tensor:
     """The SSIM index at every pixel (before cropping), float64 ``(N, C, H, W)``: the moments
-    with SciPy's reflected border, through the same valid filter as :func:`ssim`."""
+    with SciPy's reflected border, through the same valid filter as :func:`ssim` (``layout``:
+    :mod:`~visionbench.quality.layout`; the whole batch either way)."""
     r = _check_pair(x, y, data_range)
+    batch = use_batch(x, layout)
     x, y = x.double(), y.double()
     window = gaussian_window().tolist()
     moments = _reflect_pad(torch.stack([x, y, x * x + y * y, x * y]), (len(window) - 1) // 2)  # (4, N, C, H+2r, W+2r)
-    return _ssim_terms(*valid_separable_filter(moments, window, window), (K1 * r) ** 2, (K2 * r) ** 2)
+    return _ssim_terms(*valid_filter(moments, window, window, batch=batch), (K1 * r) ** 2, (K2 * r) ** 2)
 
 
 def ssim(
-    x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None, reduction: Reduction = "none"
+    x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None, reduction: Reduction = "none",
+    layout: Layout = "auto",
 ) -> torch.Tensor:
     """Structural similarity per image, scikit-image profile (see the module docstring).
 
@@ -144,6 +150,8 @@ def ssim(
         x, y: reference and distorted, ``(N, C, H, W)``, at least 11×11.
         data_range: R (required for float input; 255 for uint8).
         reduction: ``"none"`` (``[N]``) or ``"mean"``.
+        layout: ``"auto"`` (strips on the CPU, the whole batch elsewhere), ``"strip"`` or
+            ``"batch"`` (:mod:`~visionbench.quality.layout`); the same values either way.
 
     Returns:
         float64 in ``[-1, 1]``.
@@ -156,20 +164,24 @@ def ssim(
     r = _check_pair(x, y, data_range)
     if min(x.shape[-2:]) < 11:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels (its Gaussian window); got {tuple(x.shape[-2:])}.")
-    value = mean_ssim_per_channel(x, y, data_range=r).mean(dim=1)  # scikit-image: mean over channels
+    value = mean_ssim_per_channel(x, y, data_range=r, layout=layout).mean(dim=1)  # scikit-image: mean over channels
     return value.mean() if reduction == "mean" else value
 
 
-def mean_ssim_per_channel(x: torch.Tensor, y: torch.Tensor, *, data_range: float) -> torch.Tensor:
+def mean_ssim_per_channel(x: torch.Tensor, y: torch.Tensor, *, data_range: float,
+                          layout: Layout = "auto") -> torch.Tensor:
     """Mean SSIM of each plane over scikit-image's cropped region, float64 ``(N, C)``.
 
     scikit-image filters the whole image with a reflected border and then crops the 5-pixel
     border, so every pixel it averages has its full 11×11 window inside the image: the mean is
-    exactly that of a *valid* filter, which needs no padding. The valid region is computed in
-    horizontal strips (:func:`_strip_rows` rows at a time) so the working set stays in cache and
-    memory stays bounded on 4K images. Without autograd the strip buffers are reused in place;
-    with it every step is out of place so gradients flow.
+    exactly that of a *valid* filter, which needs no padding. On the CPU (``layout="strip"``) the
+    valid region is computed in horizontal strips (:func:`_strip_rows` rows at a time) so the
+    working set stays in cache and memory stays bounded on 4K images. Without autograd the strip
+    buffers are reused in place; with it every step is out of place so gradients flow. Elsewhere
+    (``"batch"``) every plane is filtered at once: :func:`_mean_ssim_batch`.
     """
+    if use_batch(x, layout):
+        return _mean_ssim_batch(x, y, data_range)
     n, c, h, w = x.shape
     window = gaussian_window().tolist()
     radius = (len(window) - 1) // 2
@@ -193,6 +205,17 @@ def mean_ssim_per_channel(x: torch.Tensor, y: torch.Tensor, *, data_range: float
                 total = total + _ssim_sum(*filtered, c1, c2, scratch=scratch)
             means.append(total / (rows_out * (w - 2 * radius)))
     return torch.stack(means).reshape(n, c)
+
+
+def _mean_ssim_batch(x: torch.Tensor, y: torch.Tensor, data_range: float) -> torch.Tensor:
+    """:func:`mean_ssim_per_channel` on the device path: the four moments of every plane through
+    one pair of depthwise convolutions, float64 throughout (the mean too), ``(N, C)``."""
+    window = gaussian_window().tolist()
+    x, y = x.double(), y.double()
+    moments = torch.stack([x, y, x * x + y * y, x * y])  # (4, N, C, H, W): x² + y² as one plane, as the strips
+    filtered = depthwise_valid_filter(moments, window, window)
+    terms = _ssim_terms(*filtered, (K1 * data_range) ** 2, (K2 * data_range) ** 2)
+    return terms.mean(dim=(-2, -1))
 
 
 def _strip_rows(width: int) -> int:
@@ -234,7 +257,8 @@ def valid_separable_filter(image: torch.Tensor, along_h: Sequence[float], along_
     Each 1-D pass is a weighted sum of shifted views accumulated in place: float64 convolution has
     no fast CPU kernel, and this is ~10× faster than ``conv2d`` (same values to ~1e-16). Every
     windowed quality metric (SSIM in each profile, MS-SSIM, VIF, the MATLAB ports) filters
-    through this one function, so they share one order of operations.
+    through this one function on the CPU, so they share one order of operations; on other devices
+    they use :func:`~visionbench.quality.layout.depthwise_valid_filter` (see :func:`valid_filter`).
 
     Args:
         image: ``(..., H, W)``, at least the kernel's size.
@@ -251,6 +275,15 @@ def valid_separable_filter(image: torch.Tensor, along_h: Sequence[float], along_
     for k in range(1, len(along_w)):
         result.add_(rows[..., k : k + w], alpha=along_w[k])  # (..., h, w)
     return result
+
+
+def valid_filter(image: torch.Tensor, along_h: Sequence[float], along_w: Sequence[float], *,
+                 batch: bool) -> torch.Tensor:
+    """The ``'valid'`` separable filter of :func:`valid_separable_filter`; with ``batch`` (the
+    device path, :mod:`~visionbench.quality.layout`) as depthwise convolutions over all planes."""
+    if batch:
+        return depthwise_valid_filter(image, along_h, along_w)
+    return valid_separable_filter(image, along_h, along_w)
 
 
 def _ssim_terms(ux: torch.Tensor, uy: torch.Tensor, sum_sq: torch.Tensor, uxy: torch.Tensor, c1: float,

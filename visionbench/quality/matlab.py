@@ -38,7 +38,8 @@ from typing import Literal
 
 import torch
 
-from visionbench.quality.full_reference import _check_pair, valid_separable_filter
+from visionbench.quality.full_reference import _check_pair, valid_filter
+from visionbench.quality.layout import Layout, use_batch
 
 Reduction = Literal["none", "mean"]
 
@@ -120,10 +121,13 @@ def box_decimate(image: torch.Tensor, f: int) -> torch.Tensor:
     return _box_decimate_dim(rows, f, dim=image.ndim - 1) / (f * f)
 
 
-def _ssim_and_cs_block(bx: torch.Tensor, by: torch.Tensor, weights: list[float], c1: float, c2: float) -> torch.Tensor:
-    """``ssim_index_new``'s ``ssim_map`` and ``cs_map`` of one block ``(P, h, w)``: ``(2, P, h - 10, w - 10)``."""
+def _ssim_and_cs_block(bx: torch.Tensor, by: torch.Tensor, weights: list[float], c1: float, c2: float,
+                       batch: bool = False) -> torch.Tensor:
+    """``ssim_index_new``'s ``ssim_map`` and ``cs_map`` of one block ``(P, h, w)``: ``(2, P, h - 10, w - 10)``
+    (``batch``: filtered by depthwise convolutions, the device path of :mod:`~visionbench.quality.layout`)."""
     # mu1 = filter2(win, img1, 'valid'), ..., sigma12 = filter2(win, img1.*img2, 'valid') - mu1_mu2
-    mu1, mu2, e11, e22, e12 = valid_separable_filter(torch.stack([bx, by, bx * bx, by * by, bx * by]), weights, weights)
+    moments = torch.stack([bx, by, bx * bx, by * by, bx * by])
+    mu1, mu2, e11, e22, e12 = valid_filter(moments, weights, weights, batch=batch)
     mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
     sigma1_sq, sigma2_sq, sigma12 = e11 - mu1_sq, e22 - mu2_sq, e12 - mu1_mu2
     # The scripts' branch for C1 > 0 and C2 > 0 (always taken: data_range > 0), same operation order.
@@ -132,11 +136,13 @@ def _ssim_and_cs_block(bx: torch.Tensor, by: torch.Tensor, weights: list[float],
     return torch.stack([ssim_map, numerator2 / denominator2])
 
 
-def _ssim_and_cs_maps(x: torch.Tensor, y: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _ssim_and_cs_maps(x: torch.Tensor, y: torch.Tensor, data_range: float,
+                      batch: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``ssim_index_new``'s ``ssim_map`` and ``cs_map`` on float64 ``(N, C, H, W)``: 'valid', ``(N, C, H-10, W-10)``.
 
-    Works block by block (a group of small planes, or a band of rows of one large plane, plus the
-    window's overlap), so the five moments and the products never exist at full size.
+    On the CPU it works block by block (a group of small planes, or a band of rows of one large
+    plane, plus the window's overlap), so the five moments and the products never exist at full
+    size; with ``batch`` (the device path) every plane is one block.
     """
     n, c, height, width = x.shape
     window = fspecial_gaussian_1d()
@@ -144,6 +150,9 @@ def _ssim_and_cs_maps(x: torch.Tensor, y: torch.Tensor, data_range: float) -> tu
     out_h, out_w = height - taps + 1, width - taps + 1
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     xs, ys = x.reshape(n * c, height, width), y.reshape(n * c, height, width)
+    if batch:
+        ssim_map, cs_map = _ssim_and_cs_block(xs, ys, weights, c1, c2, batch=True).reshape(2, n, c, out_h, out_w)
+        return ssim_map, cs_map
     planes_per_block = max(1, _BLOCK_PIXELS // (height * width))
     rows_per_block = out_h if planes_per_block > 1 else max(1, _BLOCK_PIXELS // width)
     plane_groups = []
@@ -165,12 +174,15 @@ def _check_min_side(x: torch.Tensor, min_side: int, what: str, fix: str) -> None
                          f"{tuple(x.shape[-2:])}. {fix}")
 
 
-def ssim_map_matlab(x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None) -> torch.Tensor:
+def ssim_map_matlab(x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None,
+                    layout: Layout = "auto") -> torch.Tensor:
     """``ssim.m``'s ``ssim_map``: after the automatic downsampling, on the 'valid' region.
 
     Args:
         x, y: reference and distorted, ``(N, C, H, W)``, uint8 or float, at least 11x11.
         data_range: L (required for float input; 255 for uint8).
+        layout: ``"auto"`` (blocks on the CPU, the whole batch elsewhere), ``"strip"`` or
+            ``"batch"`` (:mod:`~visionbench.quality.layout`); the same values either way.
 
     Returns:
         float64 ``(N, C, ceil(H / f) - 10, ceil(W / f) - 10)`` with ``f = downsampling_factor(H, W)``.
@@ -179,12 +191,14 @@ def ssim_map_matlab(x: torch.Tensor, y: torch.Tensor, *, data_range: float | Non
     # ssim.m returns -Inf for M < 11 or N < 11; an error says more.
     _check_min_side(x, WINDOW_SIZE, "SSIM (its 11x11 window)", "Upscale or pad the images.")
     f = downsampling_factor(*x.shape[-2:])
+    batch = use_batch(x, layout)
     x, y = box_decimate(x.double(), f), box_decimate(y.double(), f)
-    return _ssim_and_cs_maps(x, y, r)[0]
+    return _ssim_and_cs_maps(x, y, r, batch)[0]
 
 
 def ssim_matlab(
-    x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None, reduction: Reduction = "none"
+    x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None, reduction: Reduction = "none",
+    layout: Layout = "auto",
 ) -> torch.Tensor:
     """SSIM per image as Wang's ``ssim.m`` computes it (automatic downsampling; module docstring).
 
@@ -192,6 +206,7 @@ def ssim_matlab(
         x, y: reference and distorted, ``(N, C, H, W)``, uint8 or float, at least 11x11.
         data_range: L (required for float input; 255 for uint8, the script's default).
         reduction: ``"none"`` (``[N]``) or ``"mean"`` (mean of the per-image values).
+        layout: ``"auto"``, ``"strip"`` or ``"batch"``, as :func:`ssim_map_matlab`.
 
     Returns:
         float64 in ``[-1, 1]``: ``mean2(ssim_map)`` per channel, averaged over channels.
@@ -201,12 +216,13 @@ def ssim_matlab(
         >>> float(ssim_matlab(img, img))  # 720 / 256 = 2.81 -> f = 3
         1.0
     """
-    value = ssim_map_matlab(x, y, data_range=data_range).mean(dim=(2, 3)).mean(dim=1)
+    value = ssim_map_matlab(x, y, data_range=data_range, layout=layout).mean(dim=(2, 3)).mean(dim=1)
     return value.mean() if reduction == "mean" else value
 
 
 def ms_ssim_matlab(
-    x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None, reduction: Reduction = "none"
+    x: torch.Tensor, y: torch.Tensor, *, data_range: float | None = None, reduction: Reduction = "none",
+    layout: Layout = "auto",
 ) -> torch.Tensor:
     """Multi-scale SSIM per image as Wang's ``msssim.m`` computes it (defaults; module docstring).
 
@@ -220,6 +236,7 @@ def ms_ssim_matlab(
             (``msssim.m`` needs the 11x11 window to fit ``min(H, W) / 2^4``).
         data_range: L (required for float input; 255 for uint8, the script's value).
         reduction: ``"none"`` (``[N]``) or ``"mean"``.
+        layout: ``"auto"``, ``"strip"`` or ``"batch"``, as :func:`ssim_map_matlab`.
 
     Returns:
         float64, at most 1 (NaN as above): per channel, then averaged over channels.
@@ -232,12 +249,13 @@ def ms_ssim_matlab(
     r = _check_pair(x, y, data_range)
     _check_min_side(x, MS_SSIM_MIN_SIDE, f"MS-SSIM ({len(MS_SSIM_WEIGHTS)} scales with an 11x11 window)",
                     "Use ssim_matlab for smaller images, or upscale them.")
+    batch = use_batch(x, layout)
     x, y = x.double(), y.double()
     mcs = []
     for level in range(len(MS_SSIM_WEIGHTS)):
         if level > 0:  # msssim.m downsamples after every level; the last result is unused
             x, y = box_decimate(x, 2), box_decimate(y, 2)
-        ssim_map, cs_map = _ssim_and_cs_maps(x, y, r)
+        ssim_map, cs_map = _ssim_and_cs_maps(x, y, r, batch)
         mcs.append(cs_map.mean(dim=(2, 3)))  # (N, C)
     mssim = ssim_map.mean(dim=(2, 3))  # of the coarsest level
     factors = torch.stack(mcs[:-1] + [mssim])  # (levels, N, C)

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from visionbench.quality.color import BT601_FULL
-from visionbench.quality.full_reference import _check_pair, valid_separable_filter
+from visionbench.quality.full_reference import _check_pair, valid_filter
+from visionbench.quality.layout import Layout, use_batch
 
 Reduction = Literal["none", "mean"]
 
@@ -92,11 +93,12 @@ def _vif_window(size: int) -> list[float]:
 
 
 def _vif_scale(
-    ref: torch.Tensor, dist: torch.Tensor, window: list[float], sigma_n_sq: float
+    ref: torch.Tensor, dist: torch.Tensor, window: list[float], sigma_n_sq: float, batch: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image information sums ``(with distortion, reference only)`` at one scale (``(N, 1, h, w)`` inputs)."""
+    """Per-image information sums ``(with distortion, reference only)`` at one scale (``(N, 1, h, w)`` inputs;
+    ``batch``: filtered by depthwise convolutions, the device path of :mod:`~visionbench.quality.layout`)."""
     n = ref.shape[0]
-    moments = valid_separable_filter(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist]), window, window)
+    moments = valid_filter(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist]), window, window, batch=batch)
     mu_r, mu_d, e_rr, e_dd, e_rd = moments.split(n)
     # Local variances and covariance; rounding can make a variance slightly negative: clamp at 0.
     var_r = torch.relu(e_rr - mu_r * mu_r)
@@ -129,6 +131,7 @@ def vif_p(
     data_range: float | None = None,
     sigma_n_sq: float = 2.0,
     reduction: Reduction = "none",
+    layout: Layout = "auto",
 ) -> torch.Tensor:
     """Visual Information Fidelity, pixel domain (Sheikh & Bovik 2006), as ``piq.vif_p``.
 
@@ -145,6 +148,8 @@ def vif_p(
         data_range: R of the input (required for float input; 255 for uint8).
         sigma_n_sq: variance of the visual noise of the HVS model, in 8-bit units².
         reduction: ``"none"`` (``[N]``) or ``"mean"`` (mean of the per-image values).
+        layout: ``"auto"`` (shifted views on the CPU, depthwise convolutions elsewhere), ``"strip"``
+            or ``"batch"`` (:mod:`~visionbench.quality.layout`); the same values either way.
 
     Returns:
         float64, higher is better: 1 for identical images, usually in [0, 1], above 1 when the
@@ -156,6 +161,7 @@ def vif_p(
         1.0
     """
     ref, dist = _prepare(x, y, data_range, reduction, "VIFp", VIF_MIN_SIZE)
+    batch = use_batch(ref, layout)
     if ref.shape[1] == 3:
         # BT.601 luminance, as piq/vif.py: Y = 0.299 R + 0.587 G + 0.114 B.
         ref, dist = _rgb_to(ref, (BT601_FULL,)), _rgb_to(dist, (BT601_FULL,))  # (N, 1, H, W)
@@ -164,9 +170,9 @@ def vif_p(
         window = _vif_window(2 ** (VIF_SCALES - scale) + 1)
         if scale > 0:
             # Low-pass with this scale's window, then decimate by 2 (vifp_mscale.m's filter2 'valid' + (1:2:end)).
-            down = valid_separable_filter(torch.cat([ref, dist]), window, window)[..., ::2, ::2]
+            down = valid_filter(torch.cat([ref, dist]), window, window, batch=batch)[..., ::2, ::2]
             ref, dist = down.split(ref.shape[0])
-        with_distortion, reference_only = _vif_scale(ref, dist, window, sigma_n_sq)
+        with_distortion, reference_only = _vif_scale(ref, dist, window, sigma_n_sq, batch)
         numerator, denominator = numerator + with_distortion, denominator + reference_only
     return _reduce((numerator + VIF_EPS) / (denominator + VIF_EPS), reduction)
 
@@ -174,14 +180,15 @@ def vif_p(
 # ---------------------------------------------------------------------------------------------- HaarPSI
 
 
-def _haar_coefficients(luma: torch.Tensor, scales: int) -> list[torch.Tensor]:
+def _haar_coefficients(luma: torch.Tensor, scales: int, batch: bool = False) -> list[torch.Tensor]:
     """Haar responses ``(N, 2, H, W)`` per scale, finest first, of ``(N, 1, H, W)`` luminance.
 
     At scale s the filters are k × k with k = 2^(s+1), each tap ±1/k (piq's haar_filter): channel 0
     is the top half minus the bottom half (responds to horizontal edges), channel 1 its transpose.
     Both are separable (a ±1/k step one way, a box of ones the other). Zero padding of k/2 − 1 before
     and k/2 after (even kernel), as MATLAB's ``conv2(A, B, 'same')`` in the authors' code; the filters
-    are applied as correlations, as piq does.
+    are applied as correlations, as piq does. ``batch``: filtered by depthwise convolutions (the
+    device path of :mod:`~visionbench.quality.layout`).
     """
     out = []
     for scale in range(scales):
@@ -189,7 +196,8 @@ def _haar_coefficients(luma: torch.Tensor, scales: int) -> list[torch.Tensor]:
         step, box = [1 / k] * (k // 2) + [-1 / k] * (k // 2), [1.0] * k
         before, after = k // 2 - 1, k // 2
         padded = F.pad(luma, (before, after, before, after))
-        out.append(torch.cat([valid_separable_filter(padded, step, box), valid_separable_filter(padded, box, step)], dim=1))
+        out.append(torch.cat([valid_filter(padded, step, box, batch=batch), valid_filter(padded, box, step, batch=batch)],
+                             dim=1))
     return out
 
 
@@ -210,6 +218,7 @@ def haarpsi(
     c: float = 30.0,
     alpha: float = 4.2,
     reduction: Reduction = "none",
+    layout: Layout = "auto",
 ) -> torch.Tensor:
     """Haar wavelet-based perceptual similarity index (Reisenhofer et al. 2018), as ``piq.haarpsi``.
 
@@ -234,6 +243,7 @@ def haarpsi(
         c: similarity constant, in 8-bit units.
         alpha: slope of the logistic function.
         reduction: ``"none"`` (``[N]``) or ``"mean"``.
+        layout: ``"auto"``, ``"strip"`` or ``"batch"``, as :func:`vif_p`.
 
     Returns:
         float64 in [0, 1], higher is better; 1 for identical images — except two all-zero images,
@@ -253,7 +263,7 @@ def haarpsi(
         both = _rgb_to(both, YIQ)
     if subsample:
         both = _haarpsi_subsample(both)
-    coefficients = [c_.abs() for c_ in _haar_coefficients(both[:, :1], scales)]  # each (2N, 2, h, w)
+    coefficients = [c_.abs() for c_ in _haar_coefficients(both[:, :1], scales, use_batch(both, layout))]  # (2N, 2, h, w)
     coarsest_r, coarsest_d = coefficients[-1].split(n)
     weights = torch.maximum(coarsest_r, coarsest_d)  # (N, 2, h, w): horizontal, vertical
     similarity = torch.stack(

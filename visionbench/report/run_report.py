@@ -2,7 +2,8 @@
 
 Inputs (each optional, each section shown only when its input exists): ``config.yaml``,
 ``history.jsonl``, ``metrics.json`` (scalar metrics, ``per_class``, ``confusion_matrix``,
-``roc_curve``, ``pr_curve``, ``reliability``), ``predictions.csv`` and ``examples.npz``. A run
+``roc_curve``, ``pr_curve``, ``reliability``), ``predictions.csv``, ``examples.npz`` and
+``saliency/index.json`` with its Grad-CAM panels (:mod:`visionbench.explain.run_examples`). A run
 evaluated from another tool's predictions has no history and no images; its report simply lists
 those sections as not shown, with the reason.
 
@@ -147,10 +148,41 @@ def _parse_prediction(row: Sequence[str], columns: tuple[int, int, int | None, l
 
 
 def read_predictions(run_dir: Path, limit: int = MAX_MISTAKES) -> PredictionSummary | None:
-    """Counts and the ``limit`` most confident mistakes of ``predictions.csv`` (streamed), or ``None``."""
+    """Counts and the ``limit`` most confident mistakes of ``predictions.csv``, or ``None``.
+
+    A well-formed file is read at once with the vectorised predictions reader (a million rows in
+    about 2 s); one it refuses is read row by row, which tolerates what the report does not need
+    (say, rows that do not sum to 1) and names the first row it cannot read.
+    """
     path = run_dir / rundir.PREDICTIONS
     if not path.is_file():
         return None
+    summary = _summary_of_valid_file(path, limit)
+    return summary if summary is not None else _streamed_summary(path, limit)
+
+
+def _summary_of_valid_file(path: Path, limit: int) -> PredictionSummary | None:
+    """:func:`read_predictions` by array operations, or ``None`` when the strict reader refuses the file."""
+    from visionbench.data.predictions import read_predictions_file
+
+    try:
+        table = read_predictions_file(path)
+    except ValueError:
+        return None
+    labels, preds = table.labels.numpy(), table.preds.numpy()
+    wrong = np.flatnonzero(labels != preds)
+    if table.probs is None:
+        confidence = np.full(wrong.size, -1.0)
+    else:
+        confidence = table.probs.numpy()[wrong, preds[wrong]]
+    order = np.lexsort((wrong, -confidence))[:limit]  # most confident first, then file order
+    mistakes = [Mistake(None if table.probs is None else float(confidence[i]), table.ids[wrong[i]],
+                        int(labels[wrong[i]]), int(preds[wrong[i]])) for i in order]
+    return PredictionSummary(len(labels), int(wrong.size), mistakes, has_probs=table.probs is not None)
+
+
+def _streamed_summary(path: Path, limit: int) -> PredictionSummary:
+    """:func:`read_predictions` one row at a time (files the strict reader refuses)."""
     total, wrong, heap = 0, 0, []
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
@@ -384,6 +416,45 @@ def _errors_section(files: RunFiles) -> Section | str:
     return "errors", "Worst errors", _example_grid(files) + _mistakes_table(files)
 
 
+SALIENCY_DIR, SALIENCY_INDEX = "saliency", "index.json"  # written by visionbench.explain.run_examples
+
+
+def read_saliency(run_dir: Path) -> dict[str, Any] | str | None:
+    """``saliency/index.json`` with its panels' PNG bytes under ``"pngs"``; ``None`` when absent; a
+    sentence saying what is wrong when the index is malformed (the rest of the report still builds)."""
+    path = run_dir / SALIENCY_DIR / SALIENCY_INDEX
+    if not path.is_file():
+        return None
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        names = [item["file"] for item in index["items"]]
+    except (ValueError, KeyError, TypeError) as error:
+        return f"{path} is not a valid explanations index ({error}); train or evaluate the run again to rewrite it."
+    # Plain file names of this folder only: an index never makes the report read files elsewhere.
+    if not all(isinstance(n, str) and n.endswith(".png") and Path(n).name == n for n in names):
+        return f"{path} names files outside its folder; train or evaluate the run again to rewrite it."
+    missing = [n for n in names if not (path.parent / n).is_file()]
+    if missing:
+        return f"{path} lists {len(missing)} panel(s) that are missing (e.g. {missing[0]}); evaluate the run again."
+    return dict(index, pngs=[(path.parent / n).read_bytes() for n in names])
+
+
+def _saliency_section(files: RunFiles) -> Section | str:
+    if files.task not in ("classify", "segment") or files.multilabel:
+        return ""
+    saliency = read_saliency(files.run_dir)
+    if saliency is None:  # runs from before explanations, and runs of predictions files: nothing to say
+        return ""
+    if isinstance(saliency, str):
+        return f"Explanations: {saliency}"
+    if saliency.get("skipped"):
+        return f"Explanations: none for this model: {saliency['skipped']}"
+    lead = html.note(str(saliency.get("description", "")) + " Colours: jet, red = strongest evidence for the class.")
+    pictures = [html.image(png, f"{item.get('kind', '')} {item.get('id', '')}")
+                for png, item in zip(saliency["pngs"], saliency["items"], strict=True)]
+    return "explanations", "Explanations (Grad-CAM)", lead + html.row(*pictures)
+
+
 def _config_section(files: RunFiles) -> Section | str:
     if files.config is None:
         return f"Configuration: no {rundir.CONFIG} in this run directory."
@@ -392,7 +463,7 @@ def _config_section(files: RunFiles) -> Section | str:
 
 SECTIONS: tuple[Callable[[RunFiles], Section | str], ...] = (
     _metrics_section, _training_section, _confusion_section, _per_class_section, _roc_section, _pr_section,
-    _calibration_section, _errors_section, _config_section,
+    _calibration_section, _errors_section, _saliency_section, _config_section,
 )
 
 
