@@ -90,7 +90,8 @@ class TrainConfig:
     val_every: int = _opt(1, "validate every N epochs (and after the last); best checkpoints come from validated epochs")
     deterministic: bool = _opt(True, "deterministic kernels (cuDNN); --no-deterministic also turns cuDNN's autotuner on")
     channels_last: bool = _opt(False, "train in channels-last (NHWC) memory order, which GPU tensor cores prefer "
-                                      "(off: not measured on a GPU yet, and slower on the CPU for resnet18)")
+                                      "(off: not measured on a GPU yet; on the CPU 1.45x faster for cnn-small at "
+                                      "32 px, 0.9x as fast for resnet18)")
     compile: bool = _opt(False, "torch.compile the training forward and backward (compiled at the first step; a run "
                                 "is resumed bitwise only with the same setting)")
     sync_bn: bool = _opt(False, "DDP: batch-norm statistics over the batches of every process (SyncBatchNorm; on "

@@ -3,8 +3,9 @@ cuDNN autotuning, fused optimizers (in :func:`visionbench.engine.optim.build_opt
 
 * ``--channels-last``: the model's 4-D weights in NHWC memory order; convolutions then take and
   give NHWC tensors (a NCHW input is converted by the first one), which tensor cores prefer.
-  Off by default: it has not been measured on a GPU here, and on the 2-core CPU it was slower for
-  ``resnet18`` at 32 px (``benchmarks/RESULTS.md``, issue 13).
+  Off by default: it has not been measured on a GPU here, and on the 2-core CPU it was mixed: a
+  training step 1.45x faster for ``cnn-small`` at 32 px, 10% slower for ``resnet18`` at 32 px
+  (``benchmarks/RESULTS.md``, issue 13).
 * ``--compile``: the training forward and backward through ``torch.compile`` (default inductor
   backend), compiled at the first step of the run (minutes for a large model); evaluation runs
   the plain model. Off by default. A resumed run recompiles; weights are not bitwise the same
